@@ -1,0 +1,1 @@
+"""Faust agents, one module each, named after what they do."""

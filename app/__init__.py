@@ -1,0 +1,1 @@
+"""hoststream's wiring: settings, the Faust app, the CLI."""

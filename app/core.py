@@ -1,0 +1,43 @@
+"""The Faust app: built by :func:`create_app` from :class:`~app.settings.Settings`.
+
+The module-level ``app`` is what agents, topics and tables attach to; it reads
+the settings once, when this module is first imported.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from app.settings import Settings, load_settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app wired to the settings' broker, store and web server."""
+    return faust.App(
+        settings.app_id,
+        broker=settings.faust_broker_url,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        # Explicit discovery: only these packages define agents, tables and pages.
+        autodiscover=["agents", "tables"],
+        origin="app",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        # Faust's default (60 s) makes a restarted worker wait that long for its
+        # old membership to expire before it gets partitions back.
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.replication_factor,
+        # A new consumer group starts at the beginning: samples produced before
+        # the first worker started are processed, not skipped.
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+
+settings = load_settings()
+app = create_app(settings)

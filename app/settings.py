@@ -1,0 +1,223 @@
+"""Every hoststream setting, read once from the environment (prefix ``HOSTSTREAM_``).
+
+The rest of the code receives a :class:`Settings` and never reads ``os.environ``.
+Endpoints left unset point at the local stack (``hoststream stack up``) on loopback;
+set them to use an existing Kafka, PostgreSQL, GCS or BigQuery instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """hoststream configuration; each field is also ``HOSTSTREAM_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="HOSTSTREAM_", frozen=True, extra="forbid")
+
+    # --- Kafka -------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        default="",
+        description="Comma-separated host:port list of Kafka brokers. "
+        "Empty: the local stack's broker.",
+    )
+    topic: str = Field(default="machine_metrics", description="Topic the collectors produce to.")
+    topic_partitions: int = Field(
+        default=4, ge=1, description="Partitions of the metrics topic; one worker per group."
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor of topics hoststream creates."
+    )
+
+    # --- PostgreSQL --------------------------------------------------------
+    postgres_dsn: SecretStr = Field(
+        default=SecretStr(""),
+        description="postgresql:// DSN of the medallion database. Empty: the local stack's.",
+    )
+
+    # --- Google Cloud (used by the lake and warehouse sinks) -----------------
+    gcp_project: str = Field(default="hoststream-local", description="GCP project id.")
+    gcs_bucket: str = Field(default="hoststream-lake", description="Bucket of the raw data lake.")
+    gcs_emulator_host: str = Field(
+        default="",
+        description="http://host:port of a GCS emulator. Empty: the local stack's when "
+        "local_stack is true, real GCS otherwise.",
+    )
+    bigquery_emulator_host: str = Field(
+        default="",
+        description="http://host:port of a BigQuery emulator. Empty: the local stack's when "
+        "local_stack is true, real BigQuery otherwise.",
+    )
+
+    # --- Collector ---------------------------------------------------------
+    interval_s: float = Field(
+        default=10.0, ge=0.05, le=3600, description="Seconds between two samples."
+    )
+    host_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="Identity of this host; the Kafka message key. Default: the hostname.",
+    )
+
+    # --- Worker ------------------------------------------------------------
+    app_id: str = Field(
+        default="hoststream", description="Faust app id: consumer group and changelog prefix."
+    )
+    store: str = Field(default="rocksdb://", description="Faust table store URL.")
+    data_dir: Path = Field(
+        default=Path(".hoststream/worker"),
+        description="Worker state: RocksDB tables, one folder per worker.",
+    )
+    web_host: str = Field(default=LOOPBACK, description="Address the worker's web server binds.")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the web server.")
+    batch_max_records: int = Field(
+        default=1000, ge=1, description="Most records a sink writes in one batch."
+    )
+    batch_max_wait_s: float = Field(
+        default=1.0, gt=0, description="Longest a record waits for its batch to fill."
+    )
+    broker_session_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Consumer group session timeout; short so a worker joins in seconds.",
+    )
+
+    # --- Local stack -------------------------------------------------------
+    local_stack: bool = Field(
+        default=True,
+        description="Point unset endpoints at the local stack on loopback.",
+    )
+    stack_dir: Path = Field(
+        default=Path(".hoststream/stack"),
+        description="State of the local stack: jars, data, logs, pid files.",
+    )
+    stack_kafka_port: int = Field(default=19092, ge=1, le=65535, description="Broker port.")
+    stack_kafka_controller_port: int = Field(
+        default=19093, ge=1, le=65535, description="KRaft controller port."
+    )
+    stack_postgres_port: int = Field(default=15432, ge=1, le=65535, description="PostgreSQL port.")
+    stack_gcs_port: int = Field(default=14443, ge=1, le=65535, description="fake-gcs-server port.")
+    stack_bigquery_port: int = Field(
+        default=19050, ge=1, le=65535, description="BigQuery emulator REST port."
+    )
+    stack_bigquery_grpc_port: int = Field(
+        default=19060, ge=1, le=65535, description="BigQuery emulator gRPC port."
+    )
+    kafka_libs_dir: Path = Field(
+        default=Path(".hoststream/kafka-libs"),
+        description="Kafka broker jars fetched from Maven Central by `hoststream stack install`; "
+        "kept outside stack_dir so several stacks (and test runs) share one download.",
+    )
+    stack_start_timeout_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="Longest wait for one local stack service to become ready.",
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in filter(None, (s.strip() for s in value.split(","))):
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {server!r}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_endpoints_to_local_stack(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not _truthy(data.get("local_stack", True)):
+            return data
+        ports = {name: data.get(f"stack_{name}_port") or _default_port(name) for name in _PORTS}
+        if not data.get("kafka_bootstrap"):
+            data["kafka_bootstrap"] = f"{LOOPBACK}:{ports['kafka']}"
+        if not _secret_value(data.get("postgres_dsn")):
+            data["postgres_dsn"] = local_postgres_dsn(int(ports["postgres"]))
+        if not data.get("gcs_emulator_host"):
+            data["gcs_emulator_host"] = f"http://{LOOPBACK}:{ports['gcs']}"
+        if not data.get("bigquery_emulator_host"):
+            data["bigquery_emulator_host"] = f"http://{LOOPBACK}:{ports['bigquery']}"
+        return data
+
+    @model_validator(mode="after")
+    def _require_endpoints(self) -> Settings:
+        missing = [
+            f"HOSTSTREAM_{name.upper()}"
+            for name, value in (
+                ("kafka_bootstrap", self.kafka_bootstrap),
+                ("postgres_dsn", self.postgres_dsn.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                f"{' and '.join(missing)} must be set when HOSTSTREAM_LOCAL_STACK is false"
+            )
+        return self
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """The broker list as aiokafka takes it."""
+        return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+    @property
+    def faust_broker_url(self) -> str:
+        """The broker list as Faust takes it: ``kafka://h1:p1;h2:p2``."""
+        return ";".join(f"kafka://{server}" for server in self.bootstrap_servers)
+
+
+_PORTS = ("kafka", "postgres", "gcs", "bigquery")
+
+
+def _default_port(name: str) -> int:
+    default = Settings.model_fields[f"stack_{name}_port"].default
+    assert isinstance(default, int)
+    return default
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in {"0", "false", "no", "off", ""}
+    return bool(value)
+
+
+def _secret_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value or "")
+
+
+def local_postgres_dsn(port: int) -> str:
+    """DSN of the local stack's database (trust authentication on loopback only)."""
+    return f"postgresql://hoststream@{LOOPBACK}:{port}/hoststream"
+
+
+class UnknownSetting(ValueError):
+    """A ``HOSTSTREAM_*`` variable that names no setting: most likely a typo."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read the settings from the environment; ``overrides`` win over it.
+
+    Raises :class:`UnknownSetting` for a ``HOSTSTREAM_*`` variable that is no
+    setting, since a silently ignored typo would run with the default instead,
+    and pydantic's ``ValidationError`` for a bad value.
+    """
+    environ = os.environ if environ is None else environ
+    known = {f"HOSTSTREAM_{name.upper()}" for name in Settings.model_fields}
+    for variable in sorted(environ):
+        if variable.upper().startswith("HOSTSTREAM_") and variable.upper() not in known:
+            close = difflib.get_close_matches(variable.upper(), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UnknownSetting(f"{variable} is not a hoststream setting{hint}")
+    return Settings(**overrides)

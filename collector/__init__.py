@@ -1,0 +1,1 @@
+"""The collector that runs on every host: psutil samples to Kafka."""

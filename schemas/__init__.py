@@ -1,0 +1,1 @@
+"""Typed records and the pure rules over them; imports nothing else of hoststream."""

@@ -1,0 +1,148 @@
+"""Rows of the medallion tables, and the pure rules that build them.
+
+Field names are column names: the PostgreSQL sink copies them as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from schemas.metrics import MetricsSample
+from schemas.validation import RejectedRecord, parse_sample, sample_time
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaOrigin:
+    """Where a record was read: its identity in the log, and the broker's timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    timestamp_ms: int
+    """Broker or producer timestamp of the message, epoch milliseconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class BronzeRow:
+    """``bronze.bronze_performance``: every record exactly as received.
+
+    Keyed by (topic, partition, offset), so a replay after a crash rewrites
+    nothing.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    message_key: str | None
+    payload: str
+    """The raw value as UTF-8 text: JSON when the producer sent JSON, anything otherwise."""
+    kafka_time: datetime
+    ingested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SilverRow:
+    """``silver.silver_performance``: one validated, normalised sample, keyed by event_id."""
+
+    event_id: str
+    host_id: str
+    hostname: str
+    sample_time: datetime
+    schema_version: int
+    cpu_percent: float
+    cpu_fraction: float
+    """``cpu_percent`` / 100, 0-1: the seed's consumers read a fraction."""
+    memory_percent: float
+    memory_fraction: float
+    memory_used_bytes: int
+    memory_available_bytes: int
+    memory_total_bytes: int
+    disk_used_bytes: int
+    """Summed over mounted filesystems."""
+    disk_total_bytes: int
+    disk_max_percent: float
+    """Fullest mounted filesystem, percent 0-100; 0 when the host reported none."""
+    net_bytes_sent_per_s: float
+    net_bytes_recv_per_s: float
+    net_bytes_sent: int
+    """Cumulative counter as the kernel reports it: never sum it over samples."""
+    net_bytes_recv: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+
+def bronze_row(value: bytes | None, origin: KafkaOrigin, ingested_at: datetime) -> BronzeRow:
+    """The bronze row of one Kafka message, whatever its value holds."""
+    return BronzeRow(
+        topic=origin.topic,
+        partition=origin.partition,
+        offset=origin.offset,
+        message_key=_text(origin.key) if origin.key is not None else None,
+        payload=_text(value or b""),
+        kafka_time=datetime.fromtimestamp(origin.timestamp_ms / 1000, tz=UTC),
+        ingested_at=ingested_at,
+    )
+
+
+def silver_row(sample: MetricsSample, origin: KafkaOrigin) -> SilverRow:
+    """Normalise a validated sample into its silver row."""
+    disks = sample.disks
+    return SilverRow(
+        event_id=sample.event_id,
+        host_id=sample.host_id,
+        hostname=sample.hostname,
+        sample_time=sample_time(sample),
+        schema_version=sample.schema_version,
+        cpu_percent=sample.cpu.percent,
+        cpu_fraction=sample.cpu.percent / 100.0,
+        memory_percent=sample.memory.percent,
+        memory_fraction=sample.memory.percent / 100.0,
+        memory_used_bytes=sample.memory.used_bytes,
+        memory_available_bytes=sample.memory.available_bytes,
+        memory_total_bytes=sample.memory.total_bytes,
+        disk_used_bytes=sum(d.used_bytes for d in disks),
+        disk_total_bytes=sum(d.total_bytes for d in disks),
+        disk_max_percent=max((d.percent for d in disks), default=0.0),
+        net_bytes_sent_per_s=sample.network.bytes_sent_per_s,
+        net_bytes_recv_per_s=sample.network.bytes_recv_per_s,
+        net_bytes_sent=sample.network.bytes_sent,
+        net_bytes_recv=sample.network.bytes_recv,
+        source_topic=origin.topic,
+        source_partition=origin.partition,
+        source_offset=origin.offset,
+    )
+
+
+def _text(raw: bytes) -> str:
+    # PostgreSQL text cannot hold NUL; bronze keeps everything else byte for byte.
+    return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record silver refused, with the reason in one line."""
+
+    origin: KafkaOrigin
+    reason: str
+    payload: bytes | None
+
+
+def validate_batch(
+    records: Iterable[tuple[bytes | None, KafkaOrigin]],
+) -> tuple[list[SilverRow], list[Rejection]]:
+    """Split a batch of (value, origin) into silver rows and rejections, keeping order."""
+    rows: list[SilverRow] = []
+    rejections: list[Rejection] = []
+    for value, origin in records:
+        if value is None:
+            rejections.append(Rejection(origin, "empty value (tombstone)", value))
+            continue
+        try:
+            rows.append(silver_row(parse_sample(value), origin))
+        except RejectedRecord as exc:
+            rejections.append(Rejection(origin, str(exc), value))
+    return rows, rejections

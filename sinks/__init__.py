@@ -1,0 +1,1 @@
+"""Where rows end up, behind one contract (:class:`sinks.base.Sink`)."""

@@ -1,0 +1,63 @@
+from datetime import UTC, datetime
+
+import orjson
+
+from schemas.rows import KafkaOrigin, bronze_row, validate_batch
+from tests.unit.samples import sample_document
+
+ORIGIN = KafkaOrigin("machine_metrics", 2, 41, b"db-1", 1_795_460_400_123)
+NOW = datetime(2026, 11, 23, 19, 0, 5, tzinfo=UTC)
+
+
+def test_bronze_keeps_the_record_exactly_and_where_it_came_from():
+    raw = orjson.dumps(sample_document())
+    row = bronze_row(raw, ORIGIN, NOW)
+    assert row.payload.encode() == raw
+    assert (row.topic, row.partition, row.offset) == ("machine_metrics", 2, 41)
+    assert row.message_key == "db-1"
+    assert row.kafka_time == datetime(2026, 11, 23, 19, 0, 0, 123000, tzinfo=UTC)
+    assert row.ingested_at == NOW
+
+
+def test_bronze_keeps_a_record_that_is_not_text():
+    row = bronze_row(b"\xff\x00garbage", ORIGIN, NOW)
+    assert row.payload == "\\xff\\x00garbage"
+
+
+def test_silver_normalises_percent_to_fractions_and_sums_disks():
+    document = sample_document()
+    (row,), rejections = validate_batch([(orjson.dumps(document), ORIGIN)])
+    assert rejections == []
+    assert row.event_id == document["event_id"]
+    assert row.sample_time == datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+    assert row.cpu_percent == 42.5
+    assert row.cpu_fraction == 0.425
+    assert row.memory_fraction == 0.625
+    assert row.disk_used_bytes == 2950
+    assert row.disk_total_bytes == 4000
+    assert row.disk_max_percent == 90.0
+    assert row.net_bytes_recv_per_s == 30.0
+    assert (row.source_partition, row.source_offset) == (2, 41)
+
+
+def test_a_batch_keeps_order_and_sets_bad_records_aside_with_reasons():
+    good = [orjson.dumps(sample_document(host_id=f"h{i}")) for i in range(3)]
+    batch = [
+        (good[0], ORIGIN),
+        (b"{broken", KafkaOrigin("machine_metrics", 0, 7, None, 0)),
+        (good[1], ORIGIN),
+        (None, KafkaOrigin("machine_metrics", 0, 8, b"k", 0)),
+        (good[2], ORIGIN),
+    ]
+    rows, rejections = validate_batch(batch)
+    assert [r.host_id for r in rows] == ["h0", "h1", "h2"]
+    assert [(r.origin.offset, r.reason.split(":")[0]) for r in rejections] == [
+        (7, "not JSON"),
+        (8, "empty value (tombstone)"),
+    ]
+    assert rejections[0].payload == b"{broken"
+
+
+def test_a_host_without_disks_has_zero_disk_figures():
+    (row,), _ = validate_batch([(orjson.dumps(sample_document(disks=[])), ORIGIN)])
+    assert (row.disk_used_bytes, row.disk_total_bytes, row.disk_max_percent) == (0, 0, 0.0)
