@@ -152,6 +152,8 @@ def config(
             default = "hostname" if name == "host_id" else field.get_default()
             if hasattr(default, "get_secret_value"):
                 default = default.get_secret_value()
+            if isinstance(default, bool):
+                default = str(default).lower()
             shown = f"`{default}`" if default not in ("", None) else "(local stack)"
             env = f"`HOSTSTREAM_{name.upper()}`"
             typer.echo(f"| {name} | {env} | {shown} | {field.description or ''} |")

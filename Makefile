@@ -1,0 +1,49 @@
+# hoststream: `make run` starts the pipeline on this machine, `make test` runs every test.
+.DEFAULT_GOAL := help
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install run test unit integration lint format typecheck check stack-up stack-down stack-status clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: ## Install system packages, the virtualenv and the Kafka jars (idempotent)
+	@scripts/bootstrap.sh
+
+run: install ## Start the local stack, a collector and a worker; show rows arriving
+	$(VENV)/hoststream run
+
+test: install ## Run the whole test suite against real services it starts itself
+	$(VENV)/pytest $(PYTEST_ARGS)
+
+unit: install ## Run the unit tests only (no services)
+	$(VENV)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: install ## Run the integration tests only
+	$(VENV)/pytest -m integration $(PYTEST_ARGS)
+
+lint: install ## ruff lint and format check
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+format: install ## Format the code with ruff
+	$(VENV)/ruff check --fix .
+	$(VENV)/ruff format .
+
+typecheck: install ## mypy on the application code
+	$(VENV)/mypy
+
+check: lint typecheck ## lint and typecheck
+
+stack-up: install ## Start the local stack (Kafka, PostgreSQL, GCS and BigQuery emulators)
+	$(VENV)/hoststream stack up
+
+stack-down: ## Stop the local stack
+	$(VENV)/hoststream stack down
+
+stack-status: ## Show what is up and where
+	$(VENV)/hoststream stack status
+
+clean: stack-down ## Stop the stack and remove its state and the virtualenv
+	rm -rf .hoststream .venv

@@ -1,0 +1,52 @@
+"""A service that is not there at start: one clear line and a non-zero exit, quickly."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pydantic import SecretStr
+
+from app.settings import Settings, local_postgres_dsn
+from tests.integration.fixtures import run_command, settings_env
+from tests.stack_fixtures import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_worker_without_a_broker_exits_with_one_clear_line(pipeline_settings: Settings):
+    dead = f"127.0.0.1:{free_port()}"
+    env = settings_env(pipeline_settings.model_copy(update={"kafka_bootstrap": dead}))
+    started = time.monotonic()
+    done = run_command(env, "worker", timeout_s=60)
+    assert done.returncode == 1
+    assert f"hoststream: Kafka at {dead} is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert time.monotonic() - started < 30
+
+
+def test_worker_without_a_database_exits_with_one_clear_line(pipeline_settings: Settings):
+    port = free_port()
+    dsn = SecretStr(local_postgres_dsn(port))
+    env = settings_env(pipeline_settings.model_copy(update={"postgres_dsn": dsn}))
+    done = run_command(env, "worker", timeout_s=60)
+    assert done.returncode == 1
+    assert f"hoststream: PostgreSQL at 127.0.0.1:{port}/hoststream is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_collector_without_a_broker_exits_with_one_clear_line(pipeline_settings: Settings):
+    dead = f"127.0.0.1:{free_port()}"
+    env = settings_env(pipeline_settings.model_copy(update={"kafka_bootstrap": dead}))
+    done = run_command(env, "collect", "--count", "1", timeout_s=60)
+    assert done.returncode == 1
+    assert f"hoststream: Kafka at {dead} is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_bad_configuration_names_the_variable_and_exits_2(pipeline_settings: Settings):
+    env = settings_env(pipeline_settings)
+    env["HOSTSTREAM_TOPIC_PARTITIONS"] = "none"
+    done = run_command(env, "worker", timeout_s=30)
+    assert done.returncode == 2
+    assert "HOSTSTREAM_TOPIC_PARTITIONS: Input should be a valid integer" in done.stderr
