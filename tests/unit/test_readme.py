@@ -1,0 +1,17 @@
+from pathlib import Path
+
+from app.settings import Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_the_readme_documents_every_setting():
+    missing = [
+        name for name in Settings.model_fields if f"`HOSTSTREAM_{name.upper()}`" not in README
+    ]
+    assert missing == []
+
+
+def test_the_readme_gives_the_two_setup_commands():
+    assert "make run" in README
+    assert "make test" in README
