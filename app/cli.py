@@ -197,7 +197,8 @@ def stack_status() -> None:
     statuses = _stack_or_exit(lambda stack: stack.status())
     for status in statuses:
         state = typer.style("up  ", fg=typer.colors.GREEN) if status.up else "down"
-        typer.echo(f"{status.name:<9} {state} {status.address:<28} log {status.log}")
+        where = f"{status.address:<52} {status.detail}"
+        typer.echo(f"{status.name:<9} {state} {where}; log {status.log}")
 
 
 def main() -> None:

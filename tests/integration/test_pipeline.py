@@ -54,9 +54,7 @@ async def committed_up_to_end(settings: Settings) -> bool:
         partitions = [TopicPartition(settings.topic, p) for p in range(settings.topic_partitions)]
         end = await consumer.end_offsets(partitions)
         # A partition that never held a message has nothing to commit.
-        return all(
-            (committed[tp].offset if tp in committed else 0) >= end[tp] for tp in partitions
-        )
+        return all((committed[tp].offset if tp in committed else 0) >= end[tp] for tp in partitions)
     finally:
         await consumer.stop()
         await admin.close()

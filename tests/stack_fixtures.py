@@ -1,0 +1,91 @@
+"""pytest plugin: one real local stack per test session, on free loopback ports.
+
+Listed in ``pytest_plugins`` of tests/conftest.py. The stack lives in a temporary
+stack_dir, so it never touches (or collides with) a developer's own stack on the
+default ports; the Kafka jars are shared with the repository's so they are
+fetched at most once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from app.settings import LOOPBACK, Settings, local_postgres_dsn
+from stack import Stack
+
+REPO = Path(__file__).resolve().parents[1]
+KAFKA_LIBS = REPO / ".hoststream" / "kafka-libs"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all held open while choosing, so no repeats)."""
+    with ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((LOOPBACK, 0))
+            ports.append(sock.getsockname()[1])
+    return ports
+
+
+def stack_test_settings(stack_dir: Path) -> Settings:
+    """Settings for a stack in ``stack_dir`` on fresh free ports.
+
+    Every endpoint is passed explicitly so HOSTSTREAM_* variables in the
+    developer's environment cannot point the tests at another Kafka or database.
+    """
+    kafka, controller, postgres, gcs, bigquery, bigquery_grpc = free_ports(6)
+    return Settings(
+        local_stack=True,
+        stack_dir=stack_dir,
+        kafka_libs_dir=KAFKA_LIBS,
+        stack_kafka_port=kafka,
+        stack_kafka_controller_port=controller,
+        stack_postgres_port=postgres,
+        stack_gcs_port=gcs,
+        stack_bigquery_port=bigquery,
+        stack_bigquery_grpc_port=bigquery_grpc,
+        kafka_bootstrap=f"{LOOPBACK}:{kafka}",
+        postgres_dsn=SecretStr(local_postgres_dsn(postgres)),
+        gcs_emulator_host=f"http://{LOOPBACK}:{gcs}",
+        bigquery_emulator_host=f"http://{LOOPBACK}:{bigquery}",
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings of a running local stack (all four services), stopped after the session.
+
+    The stack lives in its own folder under the system temp dir, not under pytest's
+    basetemp: as root, PostgreSQL runs as the ``postgres`` user and needs o+x on
+    every parent, and each pytest session starting beside this one resets
+    /tmp/pytest-of-root to 0700, which broke initdb midway. Kept after a failed
+    session for its logs.
+    """
+    stack_dir = Path(tempfile.mkdtemp(prefix="hoststream-test-stack-"))
+    settings = stack_test_settings(stack_dir)
+    stack = Stack(settings)
+    try:
+        stack.install()
+        stack.up()
+        yield settings
+    finally:
+        # Also after a failed up(): whatever did start must not outlive the session.
+        stack.down()
+        if request.session.testsfailed:
+            print(f"local stack state and logs kept in {stack_dir}")
+        else:
+            shutil.rmtree(stack_dir, ignore_errors=True)
