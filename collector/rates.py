@@ -18,3 +18,10 @@ def counter_rate(previous: int | None, current: int, elapsed_s: float) -> float:
     if previous is None or elapsed_s <= 0 or current < previous:
         return 0.0
     return (current - previous) / elapsed_s
+
+
+def counter_delta(previous: int | None, current: int) -> int:
+    """Increase of a counter between two readings; 0 without a previous one or after a reset."""
+    if previous is None or current < previous:
+        return 0
+    return current - previous

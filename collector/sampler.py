@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import psutil
 
-from collector.rates import counter_rate
+from collector.rates import counter_delta, counter_rate
 from schemas.metrics import (
     SCHEMA_VERSION,
     CpuMetrics,
@@ -82,6 +82,8 @@ class Sampler:
             network=NetworkMetrics(
                 bytes_sent=net.bytes_sent,
                 bytes_recv=net.bytes_recv,
+                bytes_sent_delta=counter_delta(previous_sent, net.bytes_sent),
+                bytes_recv_delta=counter_delta(previous_recv, net.bytes_recv),
                 bytes_sent_per_s=counter_rate(previous_sent, net.bytes_sent, elapsed_s),
                 bytes_recv_per_s=counter_rate(previous_recv, net.bytes_recv, elapsed_s),
             ),

@@ -47,14 +47,18 @@ class DiskUsage:
 class NetworkMetrics:
     """Network I/O summed over interfaces.
 
-    The ``*_per_s`` rates come from counter deltas over the real elapsed time;
-    they are ``0.0`` on a collector's first sample and when a counter went
-    backwards (reboot, wrap, interface reset). The plain byte fields are the
-    cumulative counters as the kernel reports them.
+    ``*_delta`` fields are the counter increase since the previous sample and the
+    ``*_per_s`` rates that increase over the real elapsed time; both are 0 on a
+    collector's first sample and when a counter went backwards (reboot, wrap,
+    interface reset). Sum deltas over samples for traffic totals. The plain
+    byte fields are the cumulative counters as the kernel reports them: never
+    sum those.
     """
 
     bytes_sent: int
     bytes_recv: int
+    bytes_sent_delta: int
+    bytes_recv_delta: int
     bytes_sent_per_s: float
     bytes_recv_per_s: float
 

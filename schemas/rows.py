@@ -67,6 +67,9 @@ class SilverRow:
     """Fullest mounted filesystem, percent 0-100; 0 when the host reported none."""
     net_bytes_sent_per_s: float
     net_bytes_recv_per_s: float
+    net_bytes_sent_delta: int
+    """Bytes sent since the host's previous sample: sum these for traffic totals."""
+    net_bytes_recv_delta: int
     net_bytes_sent: int
     """Cumulative counter as the kernel reports it: never sum it over samples."""
     net_bytes_recv: int
@@ -109,6 +112,8 @@ def silver_row(sample: MetricsSample, origin: KafkaOrigin) -> SilverRow:
         disk_max_percent=max((d.percent for d in disks), default=0.0),
         net_bytes_sent_per_s=sample.network.bytes_sent_per_s,
         net_bytes_recv_per_s=sample.network.bytes_recv_per_s,
+        net_bytes_sent_delta=sample.network.bytes_sent_delta,
+        net_bytes_recv_delta=sample.network.bytes_recv_delta,
         net_bytes_sent=sample.network.bytes_sent,
         net_bytes_recv=sample.network.bytes_recv,
         source_topic=origin.topic,

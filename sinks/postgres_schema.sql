@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS silver.silver_performance (
     "disk_max_percent"       double precision NOT NULL,
     "net_bytes_sent_per_s"   double precision NOT NULL,
     "net_bytes_recv_per_s"   double precision NOT NULL,
+    "net_bytes_sent_delta"   bigint           NOT NULL,
+    "net_bytes_recv_delta"   bigint           NOT NULL,
     "net_bytes_sent"         bigint           NOT NULL,
     "net_bytes_recv"         bigint           NOT NULL,
     "source_topic"           text             NOT NULL,

@@ -41,6 +41,8 @@ def sample_document(**overrides: Any) -> dict[str, Any]:
         "network": {
             "bytes_sent": 5_000,
             "bytes_recv": 9_000,
+            "bytes_sent_delta": 125,
+            "bytes_recv_delta": 300,
             "bytes_sent_per_s": 12.5,
             "bytes_recv_per_s": 30.0,
         },

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.rates import counter_rate
+from collector.rates import counter_delta, counter_rate
 
 counters = st.integers(min_value=0, max_value=2**64)
 elapsed = st.floats(min_value=1e-3, max_value=3600, allow_nan=False)
@@ -40,3 +40,9 @@ def test_rates_times_elapsed_add_up_to_the_counter_increase(start, steps):
         total += counter_rate(previous, current, seconds) * seconds
         previous = current
     assert abs(total - (previous - start)) <= 1e-6 * max(1, previous - start)
+
+
+def test_delta_is_the_increase_and_zero_after_a_reset_or_without_history():
+    assert counter_delta(100, 250) == 150
+    assert counter_delta(None, 250) == 0
+    assert counter_delta(2**32 - 1, 3) == 0
