@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import orjson
 import typer
 from pydantic import ValidationError
 
@@ -69,41 +71,92 @@ def collect(
     print_: Annotated[
         bool, typer.Option("--print", help="Print samples as JSON instead of sending them.")
     ] = False,
-    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many samples.")] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(min=1, help="Stop after this many samples, once Kafka has them all."),
+    ] = None,
     interval: Annotated[
         float | None, typer.Option(help="Seconds between samples [HOSTSTREAM_INTERVAL_S].")
     ] = None,
 ) -> None:
-    """Sample this host every interval and publish to Kafka (keyed by host id)."""
-    from collector.publisher import Publisher
-    from collector.run import collect as collect_loop
+    """Sample this host every interval and publish to Kafka (keyed by host id).
+
+    Samples wait in an on-disk spool until Kafka acknowledges them, so a broker
+    outage or a restart of the collector loses none.
+    """
+    from collector.gpu import NvidiaGpus
     from collector.sampler import Sampler
 
     settings = settings_or_exit(interval_s=interval)
     _configure_logging()
-    sampler = Sampler(settings.host_id, settings.interval_s)
+    sampler = Sampler(
+        settings.host_id, settings.interval_s, settings.tag_pairs, gpus=NvidiaGpus.open()
+    )
     count = 1 if once else count
     if print_:
-        for _ in range(count or 1):
-            typer.echo(orjson.dumps(sampler.sample(), option=orjson.OPT_INDENT_2).decode())
-        return
+        from collector.schedule import next_tick
+        from schemas.metrics import to_json
 
-    async def work() -> None:
+        for taken in range(count or 1):
+            if taken:
+                time.sleep(max(0.0, next_tick(time.time(), settings.interval_s) - time.time()))
+            typer.echo(to_json(sampler.sample(), indent=True).decode())
+        return
+    run_checked(lambda: _publish(settings, sampler, count))
+
+
+async def _publish(settings: Settings, sampler: Any, count: int | None) -> None:
+    from collector.publisher import Publisher
+    from collector.run import collect as collect_loop
+    from collector.spool import Spool, SpoolLocked, spool_directory
+
+    # aiokafka logs every failed reconnect; the collector says it once (collector/run.py).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        spool = Spool(
+            spool_directory(settings.collector_dir, settings.topic, settings.host_id),
+            settings.spool_max_bytes,
+        )
+    except SpoolLocked as exc:
+        fail(str(exc))
+    try:
         publisher = Publisher(settings.bootstrap_servers, settings.topic)
         await publisher.start()
         logging.getLogger("hoststream.collect").info(
-            "sampling %s every %.3g s into %s at %s",
+            "sampling %s (host id %s) every %.3g s into %s at %s",
+            sampler.hostname,
             settings.host_id,
             settings.interval_s,
             settings.topic,
             settings.kafka_bootstrap,
         )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         try:
-            await collect_loop(sampler, publisher, count)
+            await collect_loop(sampler, publisher, spool, count, stop)
         finally:
             await publisher.stop()
+    finally:
+        spool.close()
+        sampler.close()
 
-    run_checked(work)
+
+@cli.command()
+def schema(
+    output: Annotated[
+        Path | None, typer.Option(help="Write the JSON Schema to this file instead of printing it.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the record a collector publishes."""
+    from schemas.jsonschema import schema_document
+
+    document = schema_document()
+    if output is None:
+        typer.echo(document.decode(), nl=False)
+    else:
+        output.write_bytes(document)
 
 
 @cli.command()
@@ -118,6 +171,7 @@ def worker(
 
     import faust
 
+    from app import pipeline  # noqa: F401  (registers the agents, tables and pages)
     from app.core import app
 
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
@@ -149,18 +203,29 @@ def config(
         typer.echo("| setting | environment variable | default | meaning |")
         typer.echo("|---|---|---|---|")
         for name, field in Settings.model_fields.items():
-            default = "hostname" if name == "host_id" else field.get_default()
+            default = "" if name == "host_id" else field.get_default()
             if hasattr(default, "get_secret_value"):
                 default = default.get_secret_value()
             if isinstance(default, bool):
                 default = str(default).lower()
-            shown = f"`{default}`" if default not in ("", None) else "(local stack)"
+            shown = (
+                f"`{default}`" if default not in ("", None) else _UNSET_DEFAULTS.get(name, "(none)")
+            )
             env = f"`HOSTSTREAM_{name.upper()}`"
             typer.echo(f"| {name} | {env} | {shown} | {field.description or ''} |")
         return
     settings = settings_or_exit()
     for name, value in settings.model_dump().items():
         typer.echo(f"HOSTSTREAM_{name.upper()}={value}")
+
+
+_UNSET_DEFAULTS = {
+    "kafka_bootstrap": "(local stack)",
+    "postgres_dsn": "(local stack)",
+    "gcs_emulator_host": "(local stack)",
+    "bigquery_emulator_host": "(local stack)",
+    "host_id": "(machine id)",
+}
 
 
 def _stack_or_exit(action: Callable[[Any], T]) -> T:

@@ -18,9 +18,6 @@ def create_app(settings: Settings) -> faust.App:
         broker=settings.faust_broker_url,
         store=settings.store,
         datadir=str(settings.data_dir),
-        # Explicit discovery: only these packages define agents, tables and pages.
-        autodiscover=["agents", "tables"],
-        origin="app",
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,

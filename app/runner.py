@@ -18,6 +18,7 @@ PROGRESS_EVERY_S = 5.0
 
 _PROGRESS_SQL = """
 SELECT (SELECT count(*) FROM bronze.bronze_performance) AS bronze,
+       (SELECT count(*) FROM gold.perf_5min_summary) AS gold,
        count(*) AS silver,
        count(DISTINCT host_id) AS hosts,
        extract(epoch FROM now() - max(sample_time)) AS newest_age_s
@@ -105,7 +106,7 @@ async def _progress(dsn: str) -> str:
     )
     return (
         f"bronze {row['bronze']} rows, silver {row['silver']} rows, "
-        f"{row['hosts']} host(s), {newest}"
+        f"gold {row['gold']} 5-minute windows, {row['hosts']} host(s), {newest}"
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,9 +63,26 @@ class Settings(BaseSettings):
         default=10.0, ge=0.05, le=3600, description="Seconds between two samples."
     )
     host_id: str = Field(
-        default_factory=socket.gethostname,
-        min_length=1,
-        description="Identity of this host; the Kafka message key. Default: the hostname.",
+        default="",
+        description="Identity of this host; the Kafka message key. Empty: derived from "
+        "/etc/machine-id (stable across reboots and renames), else a random id kept in "
+        "collector_dir.",
+    )
+    tags: str = Field(
+        default="",
+        description="User tags added to every sample, as key=value pairs separated by "
+        "commas (`env=prod,team=db`).",
+    )
+    collector_dir: Path = Field(
+        default=Path(".hoststream/collector"),
+        description="Collector state: the on-disk spool of samples not yet acknowledged by "
+        "Kafka (spool/<topic>/<host_id>/), and the host id where /etc/machine-id is missing.",
+    )
+    spool_max_bytes: int = Field(
+        default=100_000_000,
+        ge=100_000,
+        description="Most bytes of samples the spool keeps while Kafka is away; when full the "
+        "oldest are dropped and counted (about 3 kB a sample: 100 MB is 9 hours at 1 s).",
     )
 
     # --- Worker ------------------------------------------------------------
@@ -85,6 +101,43 @@ class Settings(BaseSettings):
     )
     batch_max_wait_s: float = Field(
         default=1.0, gt=0, description="Longest a record waits for its batch to fill."
+    )
+    max_future_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Silver rejects samples stamped further than this in the future, seconds.",
+    )
+    gold_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A sample still counts in its gold window until this long after the "
+        "window's end (by the newest sample time on its partition); later ones are late.",
+    )
+    gold_finalize_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often gold rows of closed windows are marked final; also how long "
+        "a closed window must be left unchanged first.",
+    )
+    gold_retention_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long the worker's windowed tables keep a window for lookups.",
+    )
+    anomaly_cpu_p95_percent: float = Field(
+        default=90.0, ge=0, le=100, description="Gold flags a window whose CPU p95 exceeds this."
+    )
+    anomaly_memory_max_percent: float = Field(
+        default=90.0,
+        ge=0,
+        le=100,
+        description="Gold flags a window whose memory maximum exceeds this.",
+    )
+    anomaly_disk_max_percent: float = Field(
+        default=90.0,
+        ge=0,
+        le=100,
+        description="Gold flags a window whose fullest disk exceeds this.",
     )
     broker_session_timeout_s: float = Field(
         default=10.0,
@@ -123,6 +176,22 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest wait for one local stack service to become ready.",
     )
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, value: str) -> str:
+        parse_tags(value)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_host_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("host_id"):
+            from collector.identity import default_host_id
+
+            collector_dir = data.get("collector_dir") or cls.model_fields["collector_dir"].default
+            data["host_id"] = default_host_id(Path(collector_dir))
+        return data
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -165,10 +234,26 @@ class Settings(BaseSettings):
             )
         return self
 
+    def as_environment(self) -> dict[str, str]:
+        """The ``HOSTSTREAM_*`` variables that give a child process these same settings."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            env[f"HOSTSTREAM_{name.upper()}"] = text
+        return env
+
     @property
     def bootstrap_servers(self) -> list[str]:
         """The broker list as aiokafka takes it."""
         return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+
+    @property
+    def tag_pairs(self) -> list[tuple[str, str]]:
+        """The user tags as (key, value) pairs, in the order given."""
+        return parse_tags(self.tags)
 
     @property
     def faust_broker_url(self) -> str:
@@ -195,6 +280,22 @@ def _secret_value(value: Any) -> str:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     return str(value or "")
+
+
+def parse_tags(text: str) -> list[tuple[str, str]]:
+    """``env=prod, team=db`` as ``[("env", "prod"), ("team", "db")]``.
+
+    Raises ``ValueError`` for a pair without ``=``, an empty key or a key given twice.
+    """
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or not key:
+            raise ValueError(f"expected key=value[,key=value...], got {item!r}")
+        if key in pairs:
+            raise ValueError(f"tag {key!r} is given twice")
+        pairs[key] = value
+    return list(pairs.items())
 
 
 def local_postgres_dsn(port: int) -> str:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 class PipelineStats:
     """Totals since this worker started."""
 
+    acknowledged: int = 0
+    """Records every stage has written, so Faust may commit their offsets."""
     bronze_rows: int = 0
     """Rows new to bronze (a replayed record is not counted twice)."""
     silver_rows: int = 0
@@ -16,6 +18,12 @@ class PipelineStats:
     rejected: int = 0
     """Records silver refused; each is logged with its offset and reason."""
     last_rejection: str = ""
+    duplicates: int = 0
+    """Records carrying a sample silver already had (same event_id)."""
+    late_samples: int = 0
+    """(sample, window) pairs that came after the window closed: in silver, not in gold."""
+    gold_rows: int = 0
+    """Gold rows upserted (a window is upserted once per batch that touches it)."""
 
 
 stats = PipelineStats()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-
-from schemas.metrics import MetricsSample
 
 log = logging.getLogger(__name__)
 
@@ -19,17 +17,25 @@ class BrokerUnreachable(RuntimeError):
 
 
 class Publisher:
-    """An idempotent aiokafka producer: acks from all in-sync replicas, lz4 batches."""
+    """An idempotent aiokafka producer: acks from all in-sync replicas, lz4 batches.
+
+    Idempotence is what makes outages safe: aiokafka retries a batch it could
+    not deliver until the broker is back (it never expires an idempotent batch
+    once sent), and the broker discards a retry it had already written, so a
+    sample waiting through an outage arrives exactly once and in order.
+    """
 
     def __init__(self, bootstrap_servers: list[str], topic: str) -> None:
         self.topic = topic
-        self._servers = bootstrap_servers
+        self.servers = ",".join(bootstrap_servers)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             acks="all",
             enable_idempotence=True,
             compression_type="lz4",
             linger_ms=5,
+            # A spool drained after an outage goes out in few, large requests.
+            max_batch_size=512 * 1024,
         )
 
     async def start(self, timeout_s: float = 15.0) -> None:
@@ -38,16 +44,20 @@ class Publisher:
             await asyncio.wait_for(self._producer.start(), timeout=timeout_s)
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._producer.stop()
-            servers = ",".join(self._servers)
             raise BrokerUnreachable(
-                f"Kafka at {servers} is unreachable: {exc or type(exc).__name__}"
+                f"Kafka at {self.servers} is unreachable: {exc or type(exc).__name__}"
             ) from None
 
-    async def send(self, sample: MetricsSample) -> None:
-        """Send one sample and wait for the broker's acknowledgement."""
-        await self._producer.send_and_wait(
-            self.topic, orjson.dumps(sample), key=sample.host_id.encode()
-        )
+    async def send(self, value: bytes, key: bytes) -> asyncio.Future[object]:
+        """Queue one record; the returned future resolves when the broker acknowledges it.
 
-    async def stop(self) -> None:
-        await self._producer.stop()
+        Raises ``KafkaError`` when the record cannot even be queued (no metadata
+        for the topic in time, a record over the size limit).
+        """
+        future: asyncio.Future[object] = await self._producer.send(self.topic, value, key=key)
+        return future
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Flush what is queued and close; gives up after ``timeout_s`` if the broker is away."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._producer.stop(), timeout=timeout_s)

@@ -7,6 +7,8 @@ backwards when a host reboots, a 32-bit counter wraps or an interface is reset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def counter_rate(previous: int | None, current: int, elapsed_s: float) -> float:
     """Per-second rate of a counter between two readings ``elapsed_s`` seconds apart.
@@ -25,3 +27,35 @@ def counter_delta(previous: int | None, current: int) -> int:
     if previous is None or current < previous:
         return 0
     return current - previous
+
+
+def counter_rates(
+    previous: Sequence[int] | None, current: Sequence[int], elapsed_s: float
+) -> list[float]:
+    """:func:`counter_rate` of each position of two readings of a counter tuple
+    (psutil's named tuples: bytes, packets, errors...); all 0 without a previous one."""
+    if previous is None:
+        return [0.0] * len(current)
+    return [counter_rate(p, c, elapsed_s) for p, c in zip(previous, current, strict=True)]
+
+
+def busy_percent(previous_ms: int | None, current_ms: int, elapsed_s: float) -> float:
+    """Share of ``elapsed_s`` a device was busy, percent 0-100, from a busy-time counter in ms.
+
+    Clamped at 100: the kernel accounts busy time when I/O completes, so one
+    interval can be credited a little more than it lasted.
+    """
+    return min(100.0, counter_rate(previous_ms, current_ms, elapsed_s) / 10.0)
+
+
+def time_shares(previous: Sequence[float], current: Sequence[float]) -> list[float] | None:
+    """Share of each CPU-time field in the time passed between two readings, percent 0-100.
+
+    ``None`` when no CPU time passed (two readings in the same clock tick, or a
+    reset): there is nothing to divide. A field that went backwards counts as 0.
+    """
+    deltas = [max(0.0, c - p) for p, c in zip(previous, current, strict=True)]
+    total = sum(deltas)
+    if total <= 0:
+        return None
+    return [min(100.0, 100.0 * delta / total) for delta in deltas]

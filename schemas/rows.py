@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas.metrics import MetricsSample
-from schemas.validation import RejectedRecord, parse_sample, sample_time
+from schemas.validation import RejectedRecord, check_not_in_future, parse_sample, sample_time
+from schemas.windows import WindowSample
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +139,14 @@ class Rejection:
 
 def validate_batch(
     records: Iterable[tuple[bytes | None, KafkaOrigin]],
+    now: datetime,
+    max_future_skew_s: float,
 ) -> tuple[list[SilverRow], list[Rejection]]:
-    """Split a batch of (value, origin) into silver rows and rejections, keeping order."""
+    """Split a batch of (value, origin) into silver rows and rejections, keeping order.
+
+    ``now`` (aware, UTC) and ``max_future_skew_s`` bound how far in the future a
+    sample's timestamp may be.
+    """
     rows: list[SilverRow] = []
     rejections: list[Rejection] = []
     for value, origin in records:
@@ -147,7 +154,51 @@ def validate_batch(
             rejections.append(Rejection(origin, "empty value (tombstone)", value))
             continue
         try:
-            rows.append(silver_row(parse_sample(value), origin))
+            sample = parse_sample(value)
+            check_not_in_future(sample, now, max_future_skew_s)
+            rows.append(silver_row(sample, origin))
         except RejectedRecord as exc:
             rejections.append(Rejection(origin, str(exc), value))
     return rows, rejections
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """``silver.rejected``: a record silver refused, keyed by its Kafka coordinates."""
+
+    topic: str
+    partition: int
+    offset: int
+    message_key: str | None
+    reason: str
+    payload: str
+    rejected_at: datetime
+
+
+def rejected_row(rejection: Rejection, rejected_at: datetime) -> RejectedRow:
+    """The ``silver.rejected`` row of a rejection, payload as bronze keeps it."""
+    raw = bronze_row(rejection.payload, rejection.origin, rejected_at)
+    return RejectedRow(
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        message_key=raw.message_key,
+        reason=rejection.reason,
+        payload=raw.payload,
+        rejected_at=rejected_at,
+    )
+
+
+def window_sample(row: SilverRow) -> WindowSample:
+    """What gold aggregates of a silver row."""
+    return WindowSample(
+        host_id=row.host_id,
+        sample_time_s=row.sample_time.timestamp(),
+        partition=row.source_partition,
+        offset=row.source_offset,
+        cpu_percent=row.cpu_percent,
+        memory_percent=row.memory_percent,
+        disk_max_percent=row.disk_max_percent,
+        net_bytes_sent_delta=row.net_bytes_sent_delta,
+        net_bytes_recv_delta=row.net_bytes_recv_delta,
+    )

@@ -51,6 +51,8 @@ class Table(Generic[RowT]):
     on_conflict: Literal["keep", "update"] = "keep"
     """``keep``: the first row of a key stays (raw and validated data never change).
     ``update``: the newest row replaces it (aggregates that grow while a window is open)."""
+    also_on_update: str = ""
+    """Extra ``SET`` assignments for columns outside ``row_type`` when a row is replaced."""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -100,8 +102,10 @@ class PostgresSink(Sink[RowT], Generic[RowT]):
         self._values = attrgetter(*columns)
         self._columns = list(columns)
         if table.on_conflict == "update":
-            updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in table.key)
-            conflict = f"DO UPDATE SET {updates}"
+            updates = [f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in table.key]
+            if table.also_on_update:
+                updates.append(table.also_on_update)
+            conflict = f"DO UPDATE SET {', '.join(updates)}"
         else:
             conflict = "DO NOTHING"
         self._create_stage = (

@@ -4,6 +4,7 @@
 
 CREATE SCHEMA IF NOT EXISTS bronze;
 CREATE SCHEMA IF NOT EXISTS silver;
+CREATE SCHEMA IF NOT EXISTS gold;
 
 -- Every record as received. The Kafka coordinates are the key: a replay after a
 -- crash inserts nothing twice.
@@ -43,8 +44,52 @@ CREATE TABLE IF NOT EXISTS silver.silver_performance (
     "net_bytes_recv"         bigint           NOT NULL,
     "source_topic"           text             NOT NULL,
     "source_partition"       integer          NOT NULL,
-    "source_offset"          bigint           NOT NULL
+    "source_offset"          bigint           NOT NULL,
+    -- When the row was written: sample_time to ingested_at is the pipeline's latency.
+    "ingested_at"            timestamptz      NOT NULL DEFAULT clock_timestamp()
 );
 
 CREATE INDEX IF NOT EXISTS silver_performance_host_time
     ON silver.silver_performance ("host_id", "sample_time");
+
+-- Records silver refused, with the reason; also sent to the dead-letter topic.
+CREATE TABLE IF NOT EXISTS silver.rejected (
+    "topic"       text        NOT NULL,
+    "partition"   integer     NOT NULL,
+    "offset"      bigint      NOT NULL,
+    "message_key" text,
+    "reason"      text        NOT NULL,
+    "payload"     text        NOT NULL,
+    "rejected_at" timestamptz NOT NULL,
+    PRIMARY KEY ("topic", "partition", "offset")
+);
+
+-- Gold: one row per host and tumbling window, upserted while the window is open
+-- and marked final once it has closed and settled.
+CREATE TABLE IF NOT EXISTS gold.perf_5min_summary (
+    "host_id"            text             NOT NULL,
+    "window_start"       timestamptz      NOT NULL,
+    "window_end"         timestamptz      NOT NULL,
+    "sample_count"       integer          NOT NULL,
+    "cpu_avg_percent"    double precision NOT NULL,
+    "cpu_max_percent"    double precision NOT NULL,
+    "cpu_p95_percent"    double precision NOT NULL,
+    "memory_avg_percent" double precision NOT NULL,
+    "memory_max_percent" double precision NOT NULL,
+    "memory_p95_percent" double precision NOT NULL,
+    "net_bytes_sent"     bigint           NOT NULL,
+    "net_bytes_recv"     bigint           NOT NULL,
+    "disk_max_percent"   double precision NOT NULL,
+    "cpu_anomaly"        boolean          NOT NULL,
+    "memory_anomaly"     boolean          NOT NULL,
+    "disk_anomaly"       boolean          NOT NULL,
+    "is_final"           boolean          NOT NULL DEFAULT false,
+    "updated_at"         timestamptz      NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY ("host_id", "window_start")
+);
+CREATE TABLE IF NOT EXISTS gold.perf_1h_summary (LIKE gold.perf_5min_summary INCLUDING ALL);
+
+CREATE INDEX IF NOT EXISTS perf_5min_summary_open
+    ON gold.perf_5min_summary ("window_end") WHERE NOT "is_final";
+CREATE INDEX IF NOT EXISTS perf_1h_summary_open
+    ON gold.perf_1h_summary ("window_end") WHERE NOT "is_final";

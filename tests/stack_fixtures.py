@@ -9,17 +9,15 @@ fetched at most once.
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
-from app.settings import LOOPBACK, Settings, local_postgres_dsn
+from app.settings import Settings
 from stack import Stack
+from stack.throwaway import free_ports, throwaway_settings
 
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_LIBS = REPO / ".hoststream" / "kafka-libs"
@@ -30,39 +28,9 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (all held open while choosing, so no repeats)."""
-    with ExitStack() as held:
-        ports = []
-        for _ in range(count):
-            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((LOOPBACK, 0))
-            ports.append(sock.getsockname()[1])
-    return ports
-
-
 def stack_test_settings(stack_dir: Path) -> Settings:
-    """Settings for a stack in ``stack_dir`` on fresh free ports.
-
-    Every endpoint is passed explicitly so HOSTSTREAM_* variables in the
-    developer's environment cannot point the tests at another Kafka or database.
-    """
-    kafka, controller, postgres, gcs, bigquery, bigquery_grpc = free_ports(6)
-    return Settings(
-        local_stack=True,
-        stack_dir=stack_dir,
-        kafka_libs_dir=KAFKA_LIBS,
-        stack_kafka_port=kafka,
-        stack_kafka_controller_port=controller,
-        stack_postgres_port=postgres,
-        stack_gcs_port=gcs,
-        stack_bigquery_port=bigquery,
-        stack_bigquery_grpc_port=bigquery_grpc,
-        kafka_bootstrap=f"{LOOPBACK}:{kafka}",
-        postgres_dsn=SecretStr(local_postgres_dsn(postgres)),
-        gcs_emulator_host=f"http://{LOOPBACK}:{gcs}",
-        bigquery_emulator_host=f"http://{LOOPBACK}:{bigquery}",
-    )
+    """Settings for a test stack in ``stack_dir`` on fresh free ports, sharing the jars."""
+    return throwaway_settings(stack_dir, KAFKA_LIBS)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from pydantic import SecretStr
 
 from app.settings import Settings
@@ -24,15 +27,7 @@ from tests.stack_fixtures import free_port
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that reproduces ``settings`` in a child hoststream process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTSTREAM_")}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[f"HOSTSTREAM_{name.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {**env, **settings.as_environment(), "PYTHONUNBUFFERED": "1"}
 
 
 async def eventually(
@@ -47,6 +42,60 @@ async def eventually(
             return last
         await asyncio.sleep(0.25)
     pytest.fail(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
+
+
+async def read_topic(settings: Settings) -> list[tuple[int, int, bytes | None, bytes]]:
+    """Every message of the topic as (partition, offset, key, value): the ground truth."""
+    consumer = AIOKafkaConsumer(
+        settings.topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic, p) for p in range(settings.topic_partitions)]
+        end = await consumer.end_offsets(partitions)
+        messages = []
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                messages += [(m.partition, m.offset, m.key, m.value) for m in batch]
+        return sorted(messages)
+    finally:
+        await consumer.stop()
+
+
+class CommitProgress(dict):
+    """Partition -> (committed offset, end offset); true once every partition is committed
+    to its end, and printed as such when a wait for it times out."""
+
+    def __bool__(self) -> bool:
+        return len(self) > 0 and all(committed >= end for committed, end in self.values())
+
+
+async def committed_up_to_end(settings: Settings) -> CommitProgress:
+    """How far the worker's consumer group has committed the topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        try:
+            committed = await admin.list_consumer_group_offsets(settings.app_id)
+        except GroupCoordinatorNotAvailableError:
+            return CommitProgress()  # the group does not exist yet
+        partitions = [TopicPartition(settings.topic, p) for p in range(settings.topic_partitions)]
+        end = await consumer.end_offsets(partitions)
+        # A partition that never held a message has nothing to commit.
+        return CommitProgress(
+            {
+                tp.partition: (committed[tp].offset if tp in committed else 0, end[tp])
+                for tp in partitions
+            }
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 class Processes:
@@ -124,6 +173,7 @@ def pipeline_settings(stack_settings: Settings, database: str, tmp_path: Path) -
             "app_id": f"hoststream-test-{suffix}",
             "postgres_dsn": SecretStr(database),
             "data_dir": tmp_path / "worker",
+            "collector_dir": tmp_path / "collector",
             "web_port": free_port(),
             "batch_max_wait_s": 0.2,
             "interval_s": 0.2,

@@ -10,54 +10,22 @@ import urllib.request
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from app.preflight import ensure_topics
 from app.settings import Settings
-from tests.integration.fixtures import Processes, eventually, run_command, settings_env
+from tests.integration.fixtures import (
+    Processes,
+    committed_up_to_end,
+    eventually,
+    read_topic,
+    run_command,
+    settings_env,
+)
 
 pytestmark = pytest.mark.integration
 
 SAMPLES_PER_HOST = 5
-
-
-async def read_topic(settings: Settings) -> list[tuple[int, int, bytes | None, bytes]]:
-    """Every message of the topic as (partition, offset, key, value): the ground truth."""
-    consumer = AIOKafkaConsumer(
-        settings.topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(settings.topic, p) for p in range(settings.topic_partitions)]
-        end = await consumer.end_offsets(partitions)
-        messages = []
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                messages += [(m.partition, m.offset, m.key, m.value) for m in batch]
-        return sorted(messages)
-    finally:
-        await consumer.stop()
-
-
-async def committed_up_to_end(settings: Settings) -> bool:
-    """Whether the worker's consumer group has committed every offset of the topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-        partitions = [TopicPartition(settings.topic, p) for p in range(settings.topic_partitions)]
-        end = await consumer.end_offsets(partitions)
-        # A partition that never held a message has nothing to commit.
-        return all((committed[tp].offset if tp in committed else 0) >= end[tp] for tp in partitions)
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 async def produce_raw(settings: Settings, key: bytes, value: bytes) -> None:

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from schemas.rows import KafkaOrigin, bronze_row, validate_batch
+from schemas.rows import KafkaOrigin, bronze_row, rejected_row, validate_batch
 from tests.unit.samples import sample_document
 
 ORIGIN = KafkaOrigin("machine_metrics", 2, 41, b"db-1", 1_795_460_400_123)
@@ -26,7 +26,7 @@ def test_bronze_keeps_a_record_that_is_not_text():
 
 def test_silver_normalises_percent_to_fractions_and_sums_disks():
     document = sample_document()
-    (row,), rejections = validate_batch([(orjson.dumps(document), ORIGIN)])
+    (row,), rejections = validate_batch([(orjson.dumps(document), ORIGIN)], NOW, 300)
     assert rejections == []
     assert row.event_id == document["event_id"]
     assert row.sample_time == datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -49,7 +49,7 @@ def test_a_batch_keeps_order_and_sets_bad_records_aside_with_reasons():
         (None, KafkaOrigin("machine_metrics", 0, 8, b"k", 0)),
         (good[2], ORIGIN),
     ]
-    rows, rejections = validate_batch(batch)
+    rows, rejections = validate_batch(batch, NOW, 300)
     assert [r.host_id for r in rows] == ["h0", "h1", "h2"]
     assert [(r.origin.offset, r.reason.split(":")[0]) for r in rejections] == [
         (7, "not JSON"),
@@ -59,5 +59,23 @@ def test_a_batch_keeps_order_and_sets_bad_records_aside_with_reasons():
 
 
 def test_a_host_without_disks_has_zero_disk_figures():
-    (row,), _ = validate_batch([(orjson.dumps(sample_document(disks=[])), ORIGIN)])
+    (row,), _ = validate_batch([(orjson.dumps(sample_document(disks=[])), ORIGIN)], NOW, 300)
     assert (row.disk_used_bytes, row.disk_total_bytes, row.disk_max_percent) == (0, 0, 0.0)
+
+
+def test_a_sample_from_too_far_in_the_future_is_rejected():
+    document = sample_document(timestamp="2026-11-23T19:05:06.000000Z")
+    rows, (rejection,) = validate_batch([(orjson.dumps(document), ORIGIN)], NOW, 300)
+    assert rows == []
+    assert "is 301 s in the future (more than the allowed 300 s clock skew)" in rejection.reason
+    within = sample_document(timestamp="2026-11-23T19:05:05.000000Z")
+    assert len(validate_batch([(orjson.dumps(within), ORIGIN)], NOW, 300)[0]) == 1
+
+
+def test_a_rejected_row_keeps_the_payload_reason_and_coordinates():
+    (_, (rejection,)) = validate_batch([(b"{oops", ORIGIN)], NOW, 300)
+    row = rejected_row(rejection, NOW)
+    assert (row.topic, row.partition, row.offset) == ("machine_metrics", 2, 41)
+    assert row.payload == "{oops"
+    assert row.reason.startswith("not JSON")
+    assert row.message_key == "db-1"

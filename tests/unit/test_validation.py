@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.metrics import MetricsSample
+from schemas.metrics import MetricsSample, to_json
 from schemas.validation import RejectedRecord, parse_sample
 from tests.unit.samples import sample_document
 
@@ -16,8 +16,8 @@ def parse(document) -> MetricsSample:
 
 def test_a_valid_sample_round_trips_through_orjson_unchanged():
     sample = parse(sample_document())
-    assert parse_sample(orjson.dumps(sample)) == sample
-    assert orjson.loads(orjson.dumps(sample)) == sample_document(event_id=sample.event_id)
+    assert parse_sample(to_json(sample)) == sample
+    assert orjson.loads(to_json(sample)) == sample_document(event_id=sample.event_id)
 
 
 @pytest.mark.parametrize(
@@ -101,4 +101,11 @@ def test_any_out_of_range_percent_is_rejected(value):
     document = copy.deepcopy(sample_document())
     document["memory"]["percent"] = value
     with pytest.raises(RejectedRecord, match="outside 0-100 percent"):
+        parse(document)
+
+
+def test_an_integer_that_does_not_fit_64_bits_is_rejected():
+    document = sample_document()
+    document["network"]["bytes_sent"] = 2**63  # orjson reads up to 2**64 - 1
+    with pytest.raises(RejectedRecord, match="does not fit in 64 bits"):
         parse(document)

@@ -1,0 +1,128 @@
+"""The gold agent: 5-minute and hourly windows per host, in RocksDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.batch import Batch, on_partition_of
+from app.core import app, settings
+from app.stats import stats
+from app.topics import gold_batches
+from schemas.rows import window_sample
+from schemas.windows import (
+    WINDOW_SIZES_S,
+    GoldRow,
+    Thresholds,
+    Watermark,
+    WindowSample,
+    decode,
+    encode,
+    fold,
+    gold_row,
+    judge,
+    window_start,
+)
+from sinks.medallion import GOLD, finalize_closed_windows
+from sinks.postgres import PostgresSink, connect, ensure_schema
+from tables.gold import gold_windows, host_watermarks
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS = Thresholds(
+    cpu_p95_percent=settings.anomaly_cpu_p95_percent,
+    memory_max_percent=settings.anomaly_memory_max_percent,
+    disk_max_percent=settings.anomaly_disk_max_percent,
+)
+
+
+@app.agent(gold_batches)
+async def aggregate_windows(batches: Any) -> None:
+    """Fold each batch into the windowed tables, once per (host, window), and upsert
+    the windows it touched into ``gold.perf_5min_summary`` and ``gold.perf_1h_summary``."""
+    pool = await connect(settings.postgres_dsn.get_secret_value())
+    try:
+        await ensure_schema(pool)
+        sinks = {name: PostgresSink(pool, table) for name, table in GOLD.items()}
+        async for batch in batches:
+            try:
+                for name, rows in _fold_batch(batch).items():
+                    await sinks[name].write(rows)
+                    await sinks[name].flush()
+                    stats.gold_rows += len(rows)
+            except Exception as exc:
+                batch.done.set_exception(exc)
+                continue
+            batch.done.set_result(None)
+    finally:
+        await pool.close()
+
+
+def _fold_batch(batch: Batch) -> dict[str, list[GoldRow]]:
+    samples = [window_sample(row) for row in batch.samples]
+    partitions = {s.host_id: s.partition for s in samples}
+    marks = {}
+    for host, partition in partitions.items():
+        with on_partition_of(batch.last_event_of(partition)):
+            stored = host_watermarks.get(host)
+        if stored is not None:
+            marks[host] = Watermark(**stored)
+    judged = judge(samples, marks, settings.gold_grace_s)
+    for late, name in judged.late:
+        stats.late_samples += 1
+        log.warning(
+            "late sample of %s (partition %d, offset %d, at %s): its %s window had closed; "
+            "in silver, not in gold",
+            late.host_id,
+            late.partition,
+            late.offset,
+            datetime.fromtimestamp(late.sample_time_s, tz=UTC).isoformat(),
+            name,
+        )
+    rows = {
+        name: _fold_windows(batch, judged.on_time[name], name, size_s)
+        for name, size_s in WINDOW_SIZES_S.items()
+    }
+    # After the windows: a watermark never claims samples whose windows were not written.
+    for host in partitions:
+        mark = judged.watermarks[host]
+        with on_partition_of(batch.last_event_of(mark.partition)):
+            host_watermarks[host] = asdict(mark)
+    return rows
+
+
+def _fold_windows(
+    batch: Batch, samples: list[WindowSample], name: str, size_s: int
+) -> list[GoldRow]:
+    groups: dict[tuple[str, int], list[WindowSample]] = defaultdict(list)
+    for s in samples:
+        groups[s.host_id, window_start(s.sample_time_s, size_s)].append(s)
+    table = gold_windows[name].table
+    rows = []
+    for (host, start), group in groups.items():
+        key = (host, table.window.ranges(start)[0])
+        with on_partition_of(batch.last_event_of(group[0].partition)):
+            stored = table.get(key)
+            merged = fold(decode(stored) if stored is not None else None, group)
+            if merged is None:
+                continue  # every sample of it was merged before the crash that replays it
+            table[key] = encode(merged)
+        rows.append(gold_row(host, start, size_s, merged, THRESHOLDS))
+    return rows
+
+
+@app.timer(settings.gold_finalize_interval_s, on_leader=True)
+async def finalize_windows() -> None:
+    """Mark final the gold rows of windows that closed and settled."""
+    pool = await connect(settings.postgres_dsn.get_secret_value(), max_size=1)
+    try:
+        marked = await finalize_closed_windows(
+            pool, settings.gold_grace_s, settings.gold_finalize_interval_s
+        )
+    finally:
+        await pool.close()
+    if marked:
+        log.info("marked %d gold windows final", marked)

@@ -1,0 +1,50 @@
+"""Settings for a throwaway local stack on free loopback ports: tests and benchmarks."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from app.settings import LOOPBACK, Settings, local_postgres_dsn
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now
+    (all held open while choosing, so none repeats)."""
+    with ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((LOOPBACK, 0))
+            ports.append(sock.getsockname()[1])
+    return ports
+
+
+def throwaway_settings(stack_dir: Path, kafka_libs_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a stack in ``stack_dir`` on fresh free ports.
+
+    Every endpoint is passed explicitly so HOSTSTREAM_* variables in the caller's
+    environment cannot point it at another Kafka or database.
+    """
+    kafka, controller, postgres, gcs, bigquery, bigquery_grpc, web = free_ports(7)
+    fields: dict[str, Any] = {
+        "local_stack": True,
+        "stack_dir": stack_dir,
+        "kafka_libs_dir": kafka_libs_dir,
+        "stack_kafka_port": kafka,
+        "stack_kafka_controller_port": controller,
+        "stack_postgres_port": postgres,
+        "stack_gcs_port": gcs,
+        "stack_bigquery_port": bigquery,
+        "stack_bigquery_grpc_port": bigquery_grpc,
+        "kafka_bootstrap": f"{LOOPBACK}:{kafka}",
+        "postgres_dsn": SecretStr(local_postgres_dsn(postgres)),
+        "gcs_emulator_host": f"http://{LOOPBACK}:{gcs}",
+        "bigquery_emulator_host": f"http://{LOOPBACK}:{bigquery}",
+        "web_port": web,
+    }
+    return Settings(**{**fields, **overrides})

@@ -1,0 +1,165 @@
+"""The sampler on this host: a complete record, valid, exact through JSON, units right."""
+
+from __future__ import annotations
+
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import orjson
+import pytest
+
+from app.settings import load_settings, parse_tags
+from collector.identity import default_host_id
+from collector.sampler import Sampler, battery_of, cpu_times_split
+from schemas.metrics import CollectorStatus, to_json
+from schemas.validation import RejectedRecord, parse_sample
+from tests.unit.samples import sample_document
+
+
+@pytest.fixture(scope="module")
+def two_samples():
+    sampler = Sampler("host-1", 1.0, [("env", "prod"), ("team", "db")])
+    first = sampler.sample()
+    time.sleep(0.2)
+    second = sampler.sample(status=CollectorStatus(spooled_samples=3, dropped_samples=0))
+    return first, second
+
+
+def test_a_sample_passes_the_workers_validation_and_round_trips_exactly(two_samples):
+    for sample in two_samples:
+        raw = to_json(sample)
+        assert parse_sample(raw) == sample
+        assert to_json(parse_sample(raw)) == raw
+
+
+def test_a_sample_has_every_metric_family_this_host_has(two_samples):
+    document = orjson.loads(to_json(two_samples[1]))
+    cpu = document["cpu"]
+    assert {"user_percent", "system_percent", "idle_percent"} <= cpu["times"].keys()
+    assert set(cpu["load"]) == {"load_1m", "load_5m", "load_15m"}
+    assert {"ctx_switches_per_s", "interrupts_per_s", "soft_interrupts_per_s"} <= set(
+        cpu["activity"]
+    )
+    assert len(cpu["per_core_percent"]) == document["host"]["cpu_cores_logical"]
+    assert {"total_bytes", "used_bytes", "percent", "swapped_in_bytes_per_s"} <= set(
+        document["memory"]["swap"]
+    )
+    assert any(disk["mountpoint"] == "/" for disk in document["disks"])
+    assert "lo" in {i["interface"] for i in document["network"]["interfaces"]}
+    assert document["disk_io"], "this host has block devices"
+    assert document["host"]["os"] == "Linux"
+    assert document["host"]["uptime_s"] > 0
+    assert document["tags"] == [{"key": "env", "value": "prod"}, {"key": "team", "value": "db"}]
+    assert document["collector"] == {"spooled_samples": 3, "dropped_samples": 0}
+    assert 0.15 < document["elapsed_s"] < 5
+
+
+def test_groups_the_host_lacks_are_absent_not_zero_or_null(two_samples):
+    # The test machine has no GPU, battery or sensors (checked, not assumed).
+    import psutil
+
+    document = orjson.loads(to_json(two_samples[1]))
+    assert "gpus" not in document
+    assert ("battery" in document) == (psutil.sensors_battery() is not None)
+    assert ("temperatures" in document) == bool(psutil.sensors_temperatures())
+    assert None not in _all_values(document)
+
+
+def test_the_first_sample_has_no_elapsed_time_and_zero_rates(two_samples):
+    document = orjson.loads(to_json(two_samples[0]))
+    assert "elapsed_s" not in document
+    assert document["network"]["bytes_sent_delta"] == 0
+    assert document["network"]["bytes_recv_per_s"] == 0.0
+    assert all(d["read_bytes_per_s"] == 0.0 for d in document["disk_io"])
+
+
+def test_cpu_time_split_adds_up_to_100():
+    shares = {"user": 10.0, "nice": 5.0, "system": 8.0, "irq": 1.0, "softirq": 1.0}
+    shares |= {"idle": 70.0, "iowait": 4.0, "steal": 1.0}
+    split = cpu_times_split(shares)
+    assert (split.user_percent, split.system_percent) == (15.0, 10.0)
+    total = split.user_percent + split.system_percent + split.idle_percent
+    assert total + (split.iowait_percent or 0) + (split.steal_percent or 0) == 100.0
+
+
+def test_cpu_time_split_leaves_iowait_and_steal_absent_where_the_platform_has_none():
+    split = cpu_times_split({"user": 20.0, "system": 10.0, "idle": 70.0})
+    assert split.iowait_percent is None
+    assert split.steal_percent is None
+
+
+sbattery = namedtuple("sbattery", "percent secsleft power_plugged")
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (sbattery(55.0, 3600, False), (55.0, False, 3600.0)),
+        (sbattery(80.0, -2, True), (80.0, True, None)),  # POWER_TIME_UNLIMITED
+        (sbattery(80.0, -1, False), (80.0, False, None)),  # POWER_TIME_UNKNOWN
+        (sbattery(100.4, 10, None), (100.0, None, 10.0)),
+    ],
+)
+def test_battery_time_left_is_absent_when_unknown_or_plugged_in(state, expected):
+    battery = battery_of(state)
+    assert (battery.percent, battery.plugged, battery.time_left_s) == expected
+
+
+def test_no_battery_is_no_battery_group():
+    assert battery_of(None) is None
+
+
+def test_a_boolean_field_must_be_a_boolean():
+    document = sample_document(battery={"percent": 50.0, "plugged": "yes"})
+    with pytest.raises(RejectedRecord, match="battery.plugged must be true or false"):
+        parse_sample(orjson.dumps(document))
+    document["battery"]["plugged"] = True
+    assert parse_sample(orjson.dumps(document)).battery.plugged is True
+
+
+def test_tags_parse_in_order_and_reject_what_is_not_key_value():
+    assert parse_tags(" env=prod, team = db ,") == [("env", "prod"), ("team", "db")]
+    assert parse_tags("") == []
+    for bad in ("env", "=prod", "env=a,env=b"):
+        with pytest.raises(ValueError, match="expected key=value|given twice"):
+            parse_tags(bad)
+
+
+def test_bad_tags_are_a_configuration_error_naming_the_variable():
+    with pytest.raises(ValueError, match="tags"):
+        load_settings({}, tags="env")
+
+
+def test_host_id_is_a_hash_of_the_machine_id_stable_and_not_the_raw_id(tmp_path: Path):
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("3d1219c7c4c5404aaa1f6d2a48adfda4\n")
+    first = default_host_id(tmp_path / "state", (machine_id,))
+    assert first == default_host_id(tmp_path / "other", (machine_id,))
+    assert len(first) == 32
+    assert first != "3d1219c7c4c5404aaa1f6d2a48adfda4"
+    assert not (tmp_path / "state").exists()
+
+
+def test_without_a_machine_id_the_host_id_is_generated_once_and_kept(tmp_path: Path):
+    missing = (tmp_path / "no-machine-id",)
+    first = default_host_id(tmp_path / "state", missing)
+    assert first == default_host_id(tmp_path / "state", missing)
+    assert (tmp_path / "state" / "host-id").read_text().strip() == first
+
+
+def test_hoststream_host_id_overrides_the_derived_one(tmp_path: Path):
+    derived = load_settings({}, collector_dir=tmp_path).host_id
+    assert len(derived) == 32
+    assert load_settings({}, host_id="db-1", collector_dir=tmp_path).host_id == "db-1"
+
+
+def _all_values(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _all_values(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _all_values(item)
+    else:
+        yield value

@@ -1,0 +1,169 @@
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.windows import (
+    SKETCH_MIN_PERCENT,
+    SKETCH_RELATIVE_ACCURACY,
+    Thresholds,
+    Watermark,
+    WindowAggregate,
+    WindowSample,
+    aggregate,
+    bucket,
+    decode,
+    encode,
+    exact_quantile,
+    fold,
+    gold_row,
+    is_late,
+    judge,
+    merge,
+    quantile,
+    window_start,
+)
+
+percents = st.floats(min_value=0, max_value=100, allow_nan=False)
+
+
+def sample(offset=0, cpu=50.0, memory=40.0, t=1_000.0, partition=0, **kw) -> WindowSample:
+    fields = {
+        "host_id": "h",
+        "sample_time_s": t,
+        "partition": partition,
+        "offset": offset,
+        "cpu_percent": cpu,
+        "memory_percent": memory,
+        "disk_max_percent": 10.0,
+        "net_bytes_sent_delta": 100,
+        "net_bytes_recv_delta": 200,
+    }
+    return WindowSample(**{**fields, **kw})
+
+
+def sketch_of(values):
+    return aggregate(sample(offset=i, cpu=v) for i, v in enumerate(values)).cpu_buckets
+
+
+@given(st.floats(min_value=0, max_value=2e9), st.sampled_from([300, 3600]))
+def test_a_timestamp_falls_in_exactly_one_window(t, size):
+    start = window_start(t, size)
+    assert start % size == 0
+    assert start <= t < start + size
+
+
+@given(st.lists(percents, min_size=1, max_size=500))
+def test_sketch_p95_is_within_one_percent_of_the_exact_p95(values):
+    exact = exact_quantile(values, 0.95)
+    estimate = quantile(sketch_of(values), 0.95)
+    if exact >= SKETCH_MIN_PERCENT:
+        assert abs(estimate - exact) <= SKETCH_RELATIVE_ACCURACY * exact * (1 + 1e-9)
+        assert abs(estimate - exact) <= 0.01 * exact
+    else:
+        assert estimate == 0.0
+
+
+def test_exact_quantile_is_nearest_rank():
+    values = list(range(1, 101))
+    assert exact_quantile(values, 0.95) == 95
+    assert exact_quantile([7.0], 0.95) == 7.0
+    assert exact_quantile([], 0.95) == 0.0
+
+
+@given(st.lists(percents, max_size=100), st.lists(percents, max_size=100))
+def test_merging_aggregates_equals_aggregating_everything(first, second):
+    a = aggregate(sample(offset=i, cpu=v, memory=v) for i, v in enumerate(first))
+    b = aggregate(sample(offset=len(first) + i, cpu=v, memory=v) for i, v in enumerate(second))
+    whole = aggregate(sample(offset=i, cpu=v, memory=v) for i, v in enumerate(first + second))
+    merged = merge(a, b)
+    assert merged.count == whole.count
+    assert merged.cpu_buckets == whole.cpu_buckets
+    assert merged.memory_buckets == whole.memory_buckets
+    assert merged.cpu_max == whole.cpu_max
+    assert math.isclose(merged.cpu_sum, whole.cpu_sum, rel_tol=1e-9, abs_tol=1e-6)
+    assert merged.net_bytes_sent == whole.net_bytes_sent
+    assert merged.offsets == whole.offsets
+
+
+def test_folding_a_replayed_batch_changes_nothing():
+    first = fold(None, [sample(offset=1), sample(offset=2)])
+    assert first is not None
+    assert fold(first, [sample(offset=1), sample(offset=2)]) is None
+    grown = fold(first, [sample(offset=2), sample(offset=3, cpu=99.0)])
+    assert grown is not None
+    assert grown.count == 3
+    assert grown.cpu_max == 99.0
+    assert grown.offsets == {0: 3}
+
+
+def test_offsets_are_tracked_per_partition():
+    agg = fold(None, [sample(offset=10, partition=0)])
+    assert agg is not None
+    assert not agg.covers(sample(offset=3, partition=1))
+    assert agg.covers(sample(offset=3, partition=0))
+
+
+def test_the_table_encoding_round_trips():
+    agg = aggregate([sample(offset=4, cpu=0.0), sample(offset=9, cpu=73.2, partition=3)])
+    assert decode(encode(agg)) == agg
+    assert decode(encode(WindowAggregate())) == WindowAggregate()
+
+
+def test_gold_row_sums_deltas_and_flags_thresholds():
+    agg = aggregate(
+        [sample(offset=i, cpu=95.0, memory=50.0, disk_max_percent=91.0) for i in range(20)]
+    )
+    row = gold_row("h", 900, 300, agg, Thresholds())
+    assert row.sample_count == 20
+    assert row.cpu_avg_percent == pytest.approx(95.0)
+    assert row.cpu_p95_percent == pytest.approx(95.0, rel=0.005)
+    assert row.net_bytes_sent == 2_000
+    assert row.net_bytes_recv == 4_000
+    assert (row.cpu_anomaly, row.memory_anomaly, row.disk_anomaly) == (True, False, True)
+    assert row.window_start.timestamp() == 900
+    assert row.window_end.timestamp() == 1200
+    calm = gold_row("h", 900, 300, agg, Thresholds(cpu_p95_percent=96, disk_max_percent=95))
+    assert (calm.cpu_anomaly, calm.disk_anomaly) == (False, False)
+
+
+def test_a_sample_is_late_only_after_its_window_and_the_grace():
+    # Window [900, 1200), grace 60 s: it closes when the watermark passes 1260.
+    assert not is_late(1_100, 300, 1_260, 60)
+    assert is_late(1_100, 300, 1_260.5, 60)
+    # 1250 belongs to [1200, 1500), which closes at 1560.
+    assert not is_late(1_250, 300, 1_560, 60)
+    assert is_late(1_250, 300, 1_561, 60)
+
+
+def test_zero_percent_has_its_own_bucket():
+    assert quantile({bucket(0.0): 5}, 0.95) == 0.0
+
+
+def test_judging_follows_event_time_per_host_in_kafka_order():
+    # Windows of 300 s, grace 60 s. Host h: 1000, 1300, then 1100 (window [900, 1200)
+    # closes at 1260 < 1300: late for 5 min, on time for the hour [0, 3600)).
+    samples = [sample(offset=1, t=1_000), sample(offset=2, t=1_300), sample(offset=3, t=1_100)]
+    judged = judge(samples, {}, grace_s=60)
+    assert [s.offset for s in judged.on_time["5min"]] == [1, 2]
+    assert [s.offset for s in judged.on_time["1h"]] == [1, 2, 3]
+    assert [(s.offset, name) for s, name in judged.late] == [(3, "5min")]
+    assert judged.watermarks["h"] == Watermark(1_300, 0, 3)
+
+
+def test_a_backlog_in_order_is_never_late():
+    samples = [sample(offset=i, t=1_000 + 10 * i) for i in range(1_000)]
+    judged = judge(samples, {}, grace_s=0)
+    assert judged.late == []
+    assert len(judged.on_time["5min"]) == 1_000
+
+
+def test_a_replayed_batch_is_not_judged_twice():
+    samples = [sample(offset=1, t=1_000), sample(offset=2, t=1_300), sample(offset=3, t=1_100)]
+    first = judge(samples, {}, grace_s=60)
+    again = judge(samples, first.watermarks, grace_s=60)
+    assert again.late == []
+    assert again.on_time == {"5min": [], "1h": []}
+    more = judge([*samples, sample(offset=4, t=1_310)], first.watermarks, grace_s=60)
+    assert [s.offset for s in more.on_time["5min"]] == [4]
