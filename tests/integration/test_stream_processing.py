@@ -36,7 +36,10 @@ class Stream:
     valid: dict[str, dict]
     """event_id -> document of the first copy of each valid sample."""
     in_gold: set[str]
-    """event_ids gold must count (valid, first copy, not late)."""
+    """event_ids gold must count in every window size (valid, first copy, in order)."""
+    late: dict[str, float]
+    """event_id -> newest sample time of its host when it came (epoch s): it counts
+    only in window sizes whose window was still open then."""
     rejected: dict[int, str]
     """index in records -> expected reason fragment."""
 
@@ -51,12 +54,16 @@ def build_stream(samples_per_host: int, now: datetime) -> Stream:
     in_gold: set[str] = set()
     rejected: dict[int, str] = {}
 
-    def add(host: str, document: dict, *, gold: bool = True) -> None:
+    late: dict[str, float] = {}
+
+    def add(host: str, document: dict, *, newest: float | None = None) -> None:
         records.append((host.encode(), orjson.dumps(document)))
         if document["event_id"] not in valid:
             valid[document["event_id"]] = document
-            if gold:
+            if newest is None:
                 in_gold.add(document["event_id"])
+            else:
+                late[document["event_id"]] = newest
 
     def add_bad(host: str, raw: bytes, reason: str) -> None:
         rejected[len(records)] = reason
@@ -74,9 +81,11 @@ def build_stream(samples_per_host: int, now: datetime) -> Stream:
                 add(host, held_back)
             if i == 12:
                 add(host, document)  # the collector sent this sample twice
-        # Older than its window's end plus the grace by the host's newest sample: late.
-        late = synthetic_document(host, start - timedelta(seconds=600 + 300 * h), rng)
-        add(host, late, gold=False)
+        # Older than its 5-minute window's end plus the grace by the host's newest
+        # sample: late there; its hour may still be open.
+        newest = (start + timedelta(seconds=10 * (samples_per_host - 1))).timestamp()
+        stale = synthetic_document(host, start - timedelta(seconds=600 + 300 * h), rng)
+        add(host, stale, newest=newest)
         add_bad(host, b'{"schema_version": 1, "cpu"', "not JSON")
         broken = synthetic_document(host, start, rng)
         broken["memory"]["percent"] = 140.0
@@ -84,15 +93,22 @@ def build_stream(samples_per_host: int, now: datetime) -> Stream:
         future = synthetic_document(host, now + timedelta(hours=2), rng)
         add_bad(host, orjson.dumps(future), "in the future")
         add_bad(host, orjson.dumps({**broken, "schema_version": 2}), "unknown schema_version 2")
-    return Stream(records, valid, in_gold, rejected)
+    return Stream(records, valid, in_gold, late, rejected)
 
 
 def expected_gold(stream: Stream, size_s: int) -> dict[tuple[str, datetime], dict]:
+    def moment(event_id: str) -> float:
+        return datetime.fromisoformat(stream.valid[event_id]["timestamp"]).timestamp()
+
+    counted = set(stream.in_gold) | {
+        event_id
+        for event_id, newest in stream.late.items()
+        if window_start(moment(event_id), size_s) + size_s + GRACE_S >= newest
+    }
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for event_id in stream.in_gold:
+    for event_id in counted:
         document = stream.valid[event_id]
-        moment = datetime.fromisoformat(document["timestamp"]).timestamp()
-        groups[document["host_id"], window_start(moment, size_s)].append(document)
+        groups[document["host_id"], window_start(moment(event_id), size_s)].append(document)
     expected = {}
     for (host, start), documents in groups.items():
         cpu = [d["cpu"]["percent"] for d in documents]
