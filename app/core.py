@@ -17,7 +17,9 @@ def create_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=settings.faust_broker_url,
         store=settings.store,
-        datadir=str(settings.data_dir),
+        # Per app id: RocksDB state belongs to one consumer group's changelogs, and
+        # Faust refuses to start on state another group (or an older Kafka) wrote.
+        datadir=str(settings.data_dir / settings.app_id),
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,

@@ -59,5 +59,7 @@ async def prepare_postgres(settings: Settings) -> None:
 
 async def prepare_worker(settings: Settings) -> None:
     """Everything a worker needs before it starts consuming."""
+    # Faust creates only the last level of its data directory.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     await ensure_topics(settings)
     await prepare_postgres(settings)

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     store: str = Field(default="rocksdb://", description="Faust table store URL.")
     data_dir: Path = Field(
         default=Path(".hoststream/worker"),
-        description="Worker state: RocksDB tables, one folder per worker.",
+        description="Worker state: RocksDB tables, in a folder per app id; one per worker.",
     )
     web_host: str = Field(default=LOOPBACK, description="Address the worker's web server binds.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the web server.")

@@ -1,13 +1,17 @@
 """Baseline (b) of scripts/bench_worker.py: a bare Faust agent that only iterates.
 
-Run as ``python scripts/bench_faust_iterate.py worker``; the topic, app id and
-web port come from BENCH_* variables set by the benchmark. /count/ tells how
-many events it has seen.
+Run as ``python scripts/bench_faust_iterate.py worker``; the topic, app id, web
+port and event loop (BENCH_UVLOOP=1) come from BENCH_* variables set by the
+benchmark. /count/ tells how many events it has seen.
 """
 
 import os
 
 import faust
+import mode.loop
+
+if os.environ.get("BENCH_UVLOOP") == "1":
+    mode.loop.use("uvloop")
 
 app = faust.App(
     os.environ["BENCH_APP_ID"],

@@ -1,7 +1,8 @@
 """Benchmark of the stream core, in one run on one broker (prints figures; not a test).
 
   (a) a bare aiokafka consumer with orjson decode: the ceiling;
-  (b) a bare Faust agent that only iterates: Faust's own floor;
+  (b) a bare Faust agent that only iterates: Faust's own floor, on asyncio's
+      loop (as the issue defines it) and on uvloop (which the worker uses);
   (c) the full hoststream worker: bronze + silver + gold, both windows, PostgreSQL;
   then the latency from a sample's timestamp to its silver row at a steady rate.
 
@@ -210,27 +211,32 @@ async def main() -> None:
         print(f"(a) bare aiokafka consumer + orjson: {a:,.0f} events/s")
         faust_env = {
             **os.environ,
-            "BENCH_APP_ID": "bench-faust",
             "BENCH_BROKER": settings.faust_broker_url,
             "BENCH_TOPIC": settings.topic,
             "BENCH_WEB_PORT": str(settings.web_port),
         }
-        b = timed(
-            "(b) bare Faust agent, iterating",
-            lambda: run_worker(
-                [
-                    sys.executable,
-                    str(REPO / "scripts" / "bench_faust_iterate.py"),
-                    "worker",
-                    "-l",
-                    "warn",
-                ],
-                faust_env,
-                f"http://{LOOPBACK}:{settings.web_port}/count/",
-                args.records,
-                state / "faust.log",
-            ),
-        )
+        baselines = {}
+        for loop in ("asyncio", "uvloop"):
+            baselines[loop] = timed(
+                f"(b) bare Faust agent, iterating, {loop} loop",
+                lambda loop=loop: run_worker(
+                    [
+                        sys.executable,
+                        str(REPO / "scripts" / "bench_faust_iterate.py"),
+                        "worker",
+                        "-l",
+                        "warn",
+                    ],
+                    {
+                        **faust_env,
+                        "BENCH_APP_ID": f"bench-faust-{loop}",
+                        "BENCH_UVLOOP": "1" if loop == "uvloop" else "0",
+                    },
+                    f"http://{LOOPBACK}:{settings.web_port}/count/",
+                    args.records,
+                    state / f"faust-{loop}.log",
+                ),
+            )
         c = timed(
             "(c) hoststream worker: bronze + silver + gold (5 min, 1 h), PostgreSQL",
             lambda: run_worker(
@@ -241,7 +247,10 @@ async def main() -> None:
                 state / "worker.log",
             ),
         )
-        print(f"(c)/(a) = {c / a:.3f}   (c)/(b) = {c / b:.2f}")
+        b, b_uvloop = baselines["asyncio"], baselines["uvloop"]
+        print(
+            f"(c)/(a) = {c / a:.3f}   (c)/(b) = {c / b:.2f}   (c)/(b, uvloop) = {c / b_uvloop:.2f}"
+        )
         p50, p99 = await latency(settings, args.rate, args.latency_seconds, state / "latency.log")
         print(f"latency sample -> silver row: p50 {p50:.3f} s, p99 {p99:.3f} s")
     finally:

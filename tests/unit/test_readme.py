@@ -15,3 +15,12 @@ def test_the_readme_documents_every_setting():
 def test_the_readme_gives_the_two_setup_commands():
     assert "make run" in README
     assert "make test" in README
+
+
+def test_the_readme_configuration_table_is_what_config_prints():
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+
+    printed = CliRunner().invoke(cli, ["config", "--markdown"]).output.strip()
+    assert printed in README
