@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit integration lint format typecheck check stack-up stack-down stack-status bench-collector clean
+.PHONY: help install run test unit integration lint format typecheck check stack-up stack-down stack-status bench bench-collector bench-worker clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,11 @@ stack-down: ## Stop the local stack
 
 stack-status: ## Show what is up and where
 	$(VENV)/hoststream stack status
+
+bench: bench-collector bench-worker ## Both benchmarks (prints figures; not tests)
+
+bench-worker: install ## Worker events/s beside bare aiokafka and bare Faust, and latency (prints figures)
+	$(VENV)/python scripts/bench_worker.py
 
 bench-collector: install ## CPU per sample and peak RSS of the collector beside collectd (prints figures)
 	$(VENV)/python scripts/bench_collector.py

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -83,7 +82,7 @@ def _fold_batch(batch: Batch) -> dict[str, list[GoldRow]]:
             name,
         )
     rows = {
-        name: _fold_windows(batch, judged.on_time[name], name, size_s)
+        name: _fold_windows(batch, judged.on_time[name], judged.replayed, name, size_s)
         for name, size_s in WINDOW_SIZES_S.items()
     }
     # After the windows: a watermark never claims samples whose windows were not written.
@@ -95,22 +94,34 @@ def _fold_batch(batch: Batch) -> dict[str, list[GoldRow]]:
 
 
 def _fold_windows(
-    batch: Batch, samples: list[WindowSample], name: str, size_s: int
+    batch: Batch,
+    samples: list[WindowSample],
+    replayed: list[WindowSample],
+    name: str,
+    size_s: int,
 ) -> list[GoldRow]:
-    groups: dict[tuple[str, int], list[WindowSample]] = defaultdict(list)
+    """Merge on-time samples into their windows; return the rows of every window the
+    batch touched. A replayed sample's window is written again as stored: a crash
+    between the table write and the PostgreSQL upsert must not leave the row behind."""
+    groups: dict[tuple[str, int], list[WindowSample]] = {}
+    for s in replayed:
+        groups.setdefault((s.host_id, window_start(s.sample_time_s, size_s)), [])
     for s in samples:
-        groups[s.host_id, window_start(s.sample_time_s, size_s)].append(s)
+        groups.setdefault((s.host_id, window_start(s.sample_time_s, size_s)), []).append(s)
+    partitions = {s.host_id: s.partition for s in (*replayed, *samples)}
     table = gold_windows[name].table
     rows = []
     for (host, start), group in groups.items():
         key = (host, table.window.ranges(start)[0])
-        with on_partition_of(batch.last_event_of(group[0].partition)):
+        with on_partition_of(batch.last_event_of(partitions[host])):
             stored = table.get(key)
-            merged = fold(decode(stored) if stored is not None else None, group)
-            if merged is None:
-                continue  # every sample of it was merged before the crash that replays it
-            table[key] = encode(merged)
-        rows.append(gold_row(host, start, size_s, merged, THRESHOLDS))
+            current = decode(stored) if stored is not None else None
+            merged = fold(current, group)
+            if merged is not None:
+                table[key] = encode(merged)
+        latest = merged or current
+        if latest is not None:
+            rows.append(gold_row(host, start, size_s, latest, THRESHOLDS))
     return rows
 
 

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from app.settings import Settings, UnknownSetting, load_settings
 from collector.publisher import BrokerUnreachable
-from sinks.postgres import DatabaseUnreachable
 
 T = TypeVar("T")
 
@@ -51,12 +50,22 @@ def settings_or_exit(**overrides: Any) -> Settings:
         fail("bad configuration:\n  " + "\n  ".join(lines), code=2)
 
 
-def run_checked(work: Callable[[], Any]) -> Any:
+def run_checked(work: Callable[[], Any], loop_factory: Callable[[], Any] | None = None) -> Any:
     """Run a coroutine function, turning unreachable services into one line and exit 1."""
     try:
-        return asyncio.run(work())
-    except (BrokerUnreachable, DatabaseUnreachable) as exc:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(work())
+    except _unreachable() as exc:
         fail(str(exc))
+
+
+def _unreachable() -> tuple[type[Exception], ...]:
+    # sinks.postgres (asyncpg, ~10 MB) is imported only by the commands that use the
+    # database, so the collector never loads it: its error can only occur once it is.
+    postgres = sys.modules.get("sinks.postgres")
+    if postgres is None:
+        return (BrokerUnreachable,)
+    return (BrokerUnreachable, postgres.DatabaseUnreachable)
 
 
 def _configure_logging() -> None:
@@ -102,7 +111,17 @@ def collect(
                 time.sleep(max(0.0, next_tick(time.time(), settings.interval_s) - time.time()))
             typer.echo(to_json(sampler.sample(), indent=True).decode())
         return
-    run_checked(lambda: _publish(settings, sampler, count))
+    run_checked(lambda: _publish(settings, sampler, count), loop_factory=_event_loop_factory())
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    # uvloop's loop runs the collector's few wakeups a second in C: a third less CPU.
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 async def _publish(settings: Settings, sampler: Any, count: int | None) -> None:
@@ -170,11 +189,21 @@ def worker(
     run_checked(lambda: prepare_worker(settings))
 
     import faust
+    import mode.loop
 
+    # uvloop runs Faust's per-event machinery about 15 % faster (measured in FACTS.md);
+    # it must be the loop policy before the worker creates its loop.
+    mode.loop.use("uvloop")
     from app import pipeline  # noqa: F401  (registers the agents, tables and pages)
     from app.core import app
 
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    worker = faust.Worker(app, loglevel=loglevel)
+    # aiokafka and Faust log every message sent at debug level, and the worker's
+    # logging setup leaves their loggers enabled for it: a few percent of the CPU.
+    level = max(logging.INFO, logging.getLevelNamesMapping().get(loglevel.upper(), logging.INFO))
+    for name in ("aiokafka", "faust"):
+        logging.getLogger(name).setLevel(level)
+    worker.execute_from_commandline()
 
 
 @cli.command()

@@ -114,12 +114,12 @@ class Delivery:
         return error
 
     async def _acknowledged(self, future: asyncio.Future[object]) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(future), self.stall_s)
-                return
-            except TimeoutError:
+        # asyncio.wait leaves the future running on a timeout: no shield, no task.
+        while not future.done():
+            await asyncio.wait((future,), timeout=self.stall_s)
+            if not future.done():
                 self._went_away(None)
+        future.result()
 
     def _went_away(self, error: BaseException | None) -> None:
         if self._away_since is not None:
@@ -159,12 +159,14 @@ async def collect(
             spool.directory,
         )
     sender = asyncio.create_task(delivery.run())
+    # One waiter for the whole run: waiting on it with a timeout creates no task a tick.
+    stopped = asyncio.ensure_future(stop.wait())
     try:
         taken = 0
         while (count is None or taken < count) and not stop.is_set():
             delay = next_tick(time.time(), sampler.interval_s) - time.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(0.0, delay))
+            await asyncio.wait((stopped,), timeout=max(0.0, delay))
+            if stop.is_set():
                 break
             status = CollectorStatus(spooled_samples=len(spool), dropped_samples=spool.dropped)
             spool.append(to_json(sampler.sample(status=status)))
@@ -175,6 +177,7 @@ async def collect(
         else:
             await _drained_or_stopped(delivery, stop)
     finally:
+        stopped.cancel()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender

@@ -13,15 +13,16 @@ import math
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
 from collector.gpu import NvidiaGpus
 from collector.identity import host_info
+from collector.procfs import Memory, ProcFiles
 from collector.rates import busy_percent, counter_delta, counter_rates, time_shares
 from schemas.metrics import (
     SCHEMA_VERSION,
@@ -43,6 +44,8 @@ from schemas.metrics import (
     Temperature,
 )
 
+T = TypeVar("T")
+
 # Filesystems that hold no user data; their usage figures are meaningless.
 PSEUDO_FILESYSTEMS = frozenset(
     {
@@ -56,6 +59,9 @@ PSEUDO_FILESYSTEMS = frozenset(
 PSEUDO_BLOCK_DEVICES = ("loop", "ram")
 # Mounts change rarely and listing them costs as much as the rest of a sample.
 MOUNTS_REFRESH_S = 60.0
+# A host without temperature sensors, fans or a battery (most servers and VMs) looks
+# for them again this often instead of scanning /sys for nothing every sample.
+ABSENT_RECHECK_S = 60.0
 # Guest time is already inside user time in the kernel's accounting: counting it
 # again would make the shares add up to more than 100.
 _CPU_TIME_SKIPPED = frozenset({"guest", "guest_nice"})
@@ -98,11 +104,15 @@ class Sampler:
         self._mounts: list[Any] = []
         self._mounts_read_at = -math.inf
         self._previous: _Counters | None = None
+        self._absent_until: dict[Callable[[], Any], float] = {}
         fields = psutil.cpu_times()._fields
         self._cpu_fields = [f for f in fields if f not in _CPU_TIME_SKIPPED]
         self._cpu_index = [i for i, f in enumerate(fields) if f not in _CPU_TIME_SKIPPED]
+        self._cpu_width = len(fields)
+        # On Linux, the files psutil would open several times a sample stay open.
+        self._proc = ProcFiles.open()
         # CPU shares need a previous reading: prime it so even the first sample is real.
-        self._cpu_previous = self._read_cpu_times()
+        self._cpu_previous = self._read_cpu()[0]
 
     def sample(
         self, now: datetime | None = None, status: CollectorStatus | None = None
@@ -112,17 +122,16 @@ class Sampler:
         taken_at = time.monotonic()
         previous = self._previous
         elapsed_s = taken_at - previous.taken_at if previous else 0.0
+        cores, activity = self._read_cpu()
+        memory, swapped = self._read_memory()
         counters = _Counters(
             taken_at=taken_at,
-            network=psutil.net_io_counters(pernic=True),
-            disks=_disk_io_counters(),
-            activity=psutil.cpu_stats(),
-            swap=(0, 0),
+            network=self._proc.net() if self._proc else psutil.net_io_counters(pernic=True),
+            disks=_disk_io_counters(self._proc),
+            activity=activity,
+            swap=swapped,
         )
-        swap = psutil.swap_memory()
-        counters.swap = (swap.sin, swap.sout)
         self._previous = counters
-        memory = psutil.virtual_memory()
         swapped_in, swapped_out = counter_rates(
             previous.swap if previous else None, counters.swap, elapsed_s
         )
@@ -133,16 +142,16 @@ class Sampler:
             hostname=self.hostname,
             timestamp=utc_timestamp(now or datetime.now(UTC)),
             interval_s=self.interval_s,
-            cpu=self._cpu(previous, counters, elapsed_s),
+            cpu=self._cpu(cores, previous, counters, elapsed_s),
             memory=MemoryMetrics(
                 total_bytes=memory.total,
                 available_bytes=memory.available,
                 used_bytes=memory.used,
                 percent=float(memory.percent),
                 swap=SwapMetrics(
-                    total_bytes=swap.total,
-                    used_bytes=swap.used,
-                    percent=float(swap.percent),
+                    total_bytes=memory.swap_total,
+                    used_bytes=memory.swap_used,
+                    percent=float(memory.swap_percent),
                     swapped_in_bytes_per_s=swapped_in,
                     swapped_out_bytes_per_s=swapped_out,
                 ),
@@ -153,9 +162,9 @@ class Sampler:
             ),
             elapsed_s=elapsed_s if previous else None,
             disk_io=disk_io(previous.disks if previous else None, counters.disks, elapsed_s),
-            temperatures=temperatures(),
-            fans=fans(),
-            battery=battery(),
+            temperatures=self._unless_absent(temperatures, taken_at),
+            fans=self._unless_absent(fans, taken_at),
+            battery=self._unless_absent(battery, taken_at),
             gpus=(self._gpus.read() or None) if self._gpus else None,
             host=dataclasses.replace(self._host, uptime_s=max(0.0, time.time() - self._boot_time)),
             tags=self._tags,
@@ -163,16 +172,46 @@ class Sampler:
         )
 
     def close(self) -> None:
-        """Release NVML, if it was opened."""
+        """Release NVML and the /proc files, if they were opened."""
         if self._gpus:
             self._gpus.close()
+        if self._proc:
+            self._proc.close()
+            self._proc = None
 
-    def _read_cpu_times(self) -> list[list[float]]:
+    def _read_cpu(self) -> tuple[list[list[float]], Any]:
+        """Each core's CPU times (the fields of ``_cpu_fields``) and the activity counters."""
         index = self._cpu_index
-        return [[core[i] for i in index] for core in psutil.cpu_times(percpu=True)]
+        if self._proc:
+            cores, activity = self._proc.cpu(self._cpu_width)
+            return [[core[i] for i in index] for core in cores], activity
+        per_core = psutil.cpu_times(percpu=True)
+        return [[core[i] for i in index] for core in per_core], psutil.cpu_stats()
 
-    def _cpu(self, previous: _Counters | None, counters: _Counters, elapsed_s: float) -> CpuMetrics:
-        current = self._read_cpu_times()
+    def _read_memory(self) -> tuple[Memory, tuple[int, int]]:
+        """Memory and swap figures, and the bytes swapped in and out since boot."""
+        if self._proc:
+            return self._proc.memory(), self._proc.swapped()
+        memory = psutil.virtual_memory()
+        swap = psutil.swap_memory()
+        figures = Memory(
+            memory.total,
+            memory.available,
+            memory.used,
+            memory.percent,
+            swap.total,
+            swap.used,
+            swap.percent,
+        )
+        return figures, (swap.sin, swap.sout)
+
+    def _cpu(
+        self,
+        current: list[list[float]],
+        previous: _Counters | None,
+        counters: _Counters,
+        elapsed_s: float,
+    ) -> CpuMetrics:
         before, self._cpu_previous = self._cpu_previous, current
         # One read of the per-core times gives both the per-core and the total figures.
         total = time_shares(
@@ -202,6 +241,15 @@ class Sampler:
                 syscalls_per_s=activity[3] if counters.activity.syscalls else None,
             ),
         )
+
+    def _unless_absent(self, read: Callable[[], T | None], taken_at: float) -> T | None:
+        # A family found is read every sample; one found missing is looked for once a minute.
+        if taken_at < self._absent_until.get(read, -math.inf):
+            return None
+        found = read()
+        if found is None:
+            self._absent_until[read] = taken_at + ABSENT_RECHECK_S
+        return found
 
     def _disk_usage(self, taken_at: float) -> list[DiskUsage]:
         if taken_at - self._mounts_read_at >= MOUNTS_REFRESH_S:
@@ -238,19 +286,18 @@ def network_metrics(
     that interface's figures for one sample, not everyone's.
     """
     interfaces = []
+    all_rates = []
     sent = recv = sent_delta = recv_delta = 0
     for name, now in current.items():
         before = previous.get(name) if previous else None
         rates = counter_rates(before, now, elapsed_s)
+        all_rates.append(rates)
         interfaces.append(InterfaceIO(name, *rates))
         sent += now.bytes_sent
         recv += now.bytes_recv
         sent_delta += counter_delta(before.bytes_sent if before else None, now.bytes_sent)
         recv_delta += counter_delta(before.bytes_recv if before else None, now.bytes_recv)
-    totals = [
-        sum(column)
-        for column in zip(*(dataclasses.astuple(i)[1:] for i in interfaces), strict=True)
-    ] or [0.0] * 8
+    totals = [sum(column) for column in zip(*all_rates, strict=True)] or [0.0] * 8
     return NetworkMetrics(
         bytes_sent=sent,
         bytes_recv=recv,
@@ -268,9 +315,9 @@ def network_metrics(
     )
 
 
-def _disk_io_counters() -> dict[str, Any]:
+def _disk_io_counters(proc: ProcFiles | None = None) -> dict[str, Any]:
     try:
-        counters = psutil.disk_io_counters(perdisk=True) or {}
+        counters = proc.disks() if proc else psutil.disk_io_counters(perdisk=True) or {}
     except (RuntimeError, OSError):
         # Containers and some VMs expose no block device statistics at all.
         return {}

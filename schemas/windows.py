@@ -274,6 +274,8 @@ class Judged:
     """Window name -> samples whose window is still open."""
     late: list[tuple[WindowSample, str]]
     """(sample, window name) pairs whose window had closed."""
+    replayed: list[WindowSample]
+    """Samples judged before a restart: merged already, or late then."""
     watermarks: dict[str, Watermark]
     """The hosts' watermarks after the batch."""
 
@@ -288,11 +290,12 @@ def judge(
     time, not the wall clock: a worker catching up on a backlog drops nothing.
     """
     marks = dict(watermarks)
-    judged = Judged({name: [] for name in WINDOW_SIZES_S}, [], marks)
+    judged = Judged({name: [] for name in WINDOW_SIZES_S}, [], [], marks)
     for s in samples:
         mark = marks.get(s.host_id)
         if mark is not None and mark.partition == s.partition and s.offset <= mark.offset:
-            continue  # judged before a restart; the replay must not judge it again
+            judged.replayed.append(s)  # the replay must not judge it again
+            continue
         newest = mark.newest_s if mark is not None else s.sample_time_s
         for name, size_s in WINDOW_SIZES_S.items():
             if is_late(s.sample_time_s, size_s, newest, grace_s):

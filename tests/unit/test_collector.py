@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import namedtuple
 from pathlib import Path
 
 import orjson
+import psutil
 import pytest
 
 from app.settings import load_settings, parse_tags
 from collector.identity import default_host_id
+from collector.procfs import ProcFiles
 from collector.sampler import Sampler, battery_of, cpu_times_split
 from schemas.metrics import CollectorStatus, to_json
 from schemas.validation import RejectedRecord, parse_sample
@@ -163,3 +166,48 @@ def _all_values(value):
             yield from _all_values(item)
     else:
         yield value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
+def test_proc_files_give_the_figures_psutil_gives():
+    proc = ProcFiles.open()
+    assert proc is not None
+    try:
+        fields = len(psutil.cpu_times()._fields)
+        cores, activity = proc.cpu(fields)
+        reference = psutil.cpu_times(percpu=True)
+        assert len(cores) == len(reference)
+        # Counters move between the two reads: only ever forward, and by little.
+        for ours, theirs in zip(cores, reference, strict=True):
+            assert len(ours) == fields
+            assert all(0 <= t - o < 5 for o, t in zip(ours, theirs, strict=True))
+        stats = psutil.cpu_stats()
+        assert 0 <= stats.ctx_switches - activity.ctx_switches < 10**6
+        assert 0 <= stats.interrupts - activity.interrupts < 10**6
+        assert activity.syscalls == 0
+        memory, vm, swap = proc.memory(), psutil.virtual_memory(), psutil.swap_memory()
+        assert memory.total == vm.total
+        assert memory.swap_total == swap.total
+        assert abs(memory.available - vm.available) < 64 * 2**20
+        assert memory.used == memory.total - memory.available
+        assert abs(memory.percent - vm.percent) < 1
+        assert abs(memory.swap_used - swap.used) < 64 * 2**20
+        net, psutil_net = proc.net(), psutil.net_io_counters(pernic=True)
+        assert net.keys() == psutil_net.keys()
+        for name, counters in net.items():
+            assert counters._fields == psutil_net[name]._fields
+            assert 0 <= psutil_net[name].packets_recv - counters.packets_recv < 10**6
+        disks, psutil_disks = proc.disks(), psutil.disk_io_counters(perdisk=True)
+        assert disks.keys() == psutil_disks.keys()
+        for name, device in disks.items():
+            assert 0 <= psutil_disks[name].write_count - device.write_count < 10**6
+            assert 0 <= psutil_disks[name].busy_time - device.busy_time < 10**6
+        swapped_in, swapped_out = proc.swapped()
+        assert 0 <= swap.sin - swapped_in < 64 * 2**20
+        assert 0 <= swap.sout - swapped_out < 64 * 2**20
+    finally:
+        proc.close()
+
+
+def test_proc_files_are_not_used_where_they_are_missing(tmp_path: Path):
+    assert ProcFiles.open(str(tmp_path)) is None

@@ -165,5 +165,6 @@ def test_a_replayed_batch_is_not_judged_twice():
     again = judge(samples, first.watermarks, grace_s=60)
     assert again.late == []
     assert again.on_time == {"5min": [], "1h": []}
+    assert [s.offset for s in again.replayed] == [1, 2, 3]
     more = judge([*samples, sample(offset=4, t=1_310)], first.watermarks, grace_s=60)
     assert [s.offset for s in more.on_time["5min"]] == [4]
