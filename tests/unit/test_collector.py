@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import namedtuple
 from pathlib import Path
@@ -168,7 +167,6 @@ def _all_values(value):
         yield value
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
 def test_proc_files_give_the_figures_psutil_gives():
     proc = ProcFiles.open()
     assert proc is not None
