@@ -182,7 +182,7 @@ def schema(
 def worker(
     loglevel: Annotated[str, typer.Option(help="Worker log level.")] = "info",
 ) -> None:
-    """Start a Faust worker: bronze and silver agents and the web server."""
+    """Start a Faust worker: the bronze, silver and gold agents and the web server."""
     from app.preflight import prepare_worker
 
     settings = settings_or_exit()

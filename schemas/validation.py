@@ -14,13 +14,11 @@ import types
 import typing
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from schemas.metrics import SCHEMA_VERSION, MetricsSample
-
-T = TypeVar("T")
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from stack import Stack  # noqa: E402
 
 # Free ports and a stack_dir of its own, as the tests use.
-from tests.stack_fixtures import stack_test_settings  # noqa: E402
+from stack.throwaway import throwaway_settings  # noqa: E402
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 COLLECTD_CONF = """\
@@ -98,7 +98,7 @@ def main() -> None:
 
     collectd = collectd_binary()
     work = Path(tempfile.mkdtemp(prefix="hoststream-bench-"))
-    settings = stack_test_settings(work / "stack")
+    settings = throwaway_settings(work / "stack", REPO / ".hoststream" / "kafka-libs")
     stack = Stack(settings, echo=lambda line: None)
     processes: list[subprocess.Popen[bytes]] = []
     try:
