@@ -1,8 +1,9 @@
 """A batch of Kafka records on its way through bronze, silver and gold.
 
-Only bronze consumes the Kafka topic. It hands each batch to silver, silver
-to gold, over in-memory channels, and acknowledges the records (so Faust may
-commit their offsets) only when ``done`` resolves: after every sink wrote them.
+The consumer hands each fetch of the Kafka topic to bronze as one batch
+(app/consumer.py); bronze hands it to silver, silver to gold, over in-memory
+channels. The records are acknowledged (so Faust may commit their offsets) only
+when ``done`` resolves: after every sink wrote them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import faust
 from faust.streams import _current_event
+from faust.types import Message
 
 from agents.events import kafka_origin
+from app.core import app
 from schemas.rows import KafkaOrigin, SilverRow
 
 log = logging.getLogger(__name__)
@@ -28,29 +32,30 @@ EXIT_BATCH_FAILED = 70
 
 @dataclass
 class Batch:
-    """Records of one ``noack_take`` batch and what the stages made of them."""
+    """Records of one fetch and what the stages made of them."""
 
-    events: list[Any]
-    """Faust events, in the order they were read."""
+    messages: list[Message]
+    """Kafka records, in the order they were read."""
     records: list[tuple[bytes | None, KafkaOrigin]]
     done: asyncio.Future[None]
     samples: list[SilverRow] = field(default_factory=list)
     """Silver rows gold aggregates: valid, and the first copy of each sample."""
 
     @classmethod
-    def of(cls, events: list[Any]) -> Batch:
+    def of(cls, messages: list[Message]) -> Batch:
         return cls(
-            events=events,
-            records=[(e.value, kafka_origin(e)) for e in events],
+            messages=messages,
+            records=[(m.value, kafka_origin(m)) for m in messages],
             done=asyncio.get_running_loop().create_future(),
         )
 
-    def last_event_of(self, partition: int) -> Any:
-        """The batch's last event read from ``partition``."""
-        for event in reversed(self.events):
-            if event.message.partition == partition:
-                return event
-        raise KeyError(f"no event of partition {partition} in this batch")
+    def event_of(self, partition: int) -> faust.Event:
+        """A Faust event of the batch's last record from ``partition``: what a table
+        needs to pick that partition (see :func:`on_partition_of`)."""
+        for m in reversed(self.messages):
+            if m.partition == partition:
+                return faust.Event(app, m.key, m.value, m.headers, m)
+        raise KeyError(f"no record of partition {partition} in this batch")
 
 
 @contextlib.contextmanager

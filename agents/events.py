@@ -1,4 +1,4 @@
-"""Helpers shared by the agents for reading Faust events."""
+"""Helpers shared by the agents for reading Kafka records."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Any
 from schemas.rows import KafkaOrigin
 
 
-def kafka_origin(event: Any) -> KafkaOrigin:
-    """Where a Faust event was read, with the message's timestamp in epoch milliseconds."""
-    message = event.message
+def kafka_origin(message: Any) -> KafkaOrigin:
+    """Where a Faust message was read, with its timestamp in epoch milliseconds."""
     return KafkaOrigin(
         topic=message.topic,
         partition=message.partition,

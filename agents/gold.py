@@ -65,7 +65,7 @@ def _fold_batch(batch: Batch) -> dict[str, list[GoldRow]]:
     partitions = {s.host_id: s.partition for s in samples}
     marks = {}
     for host, partition in partitions.items():
-        with on_partition_of(batch.last_event_of(partition)):
+        with on_partition_of(batch.event_of(partition)):
             stored = host_watermarks.get(host)
         if stored is not None:
             marks[host] = Watermark(**stored)
@@ -88,7 +88,7 @@ def _fold_batch(batch: Batch) -> dict[str, list[GoldRow]]:
     # After the windows: a watermark never claims samples whose windows were not written.
     for host in partitions:
         mark = judged.watermarks[host]
-        with on_partition_of(batch.last_event_of(mark.partition)):
+        with on_partition_of(batch.event_of(mark.partition)):
             host_watermarks[host] = asdict(mark)
     return rows
 
@@ -113,7 +113,7 @@ def _fold_windows(
     rows = []
     for (host, start), group in groups.items():
         key = (host, table.window.ranges(start)[0])
-        with on_partition_of(batch.last_event_of(partitions[host])):
+        with on_partition_of(batch.event_of(partitions[host])):
             stored = table.get(key)
             current = decode(stored) if stored is not None else None
             merged = fold(current, group)

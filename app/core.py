@@ -6,14 +6,13 @@ the settings once, when this module is first imported.
 
 from __future__ import annotations
 
-import faust
-
+from app.consumer import BatchingApp
 from app.settings import Settings, load_settings
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings) -> BatchingApp:
     """A Faust app wired to the settings' broker, store and web server."""
-    return faust.App(
+    return BatchingApp(
         settings.app_id,
         broker=settings.faust_broker_url,
         store=settings.store,
@@ -33,6 +32,8 @@ def create_app(settings: Settings) -> faust.App:
         # A new consumer group starts at the beginning: samples produced before
         # the first worker started are processed, not skipped.
         consumer_auto_offset_reset="earliest",
+        # One fetch is one batch (see app/consumer.py).
+        broker_max_poll_records=settings.batch_max_records,
         key_serializer="raw",
         value_serializer="raw",
     )

@@ -97,10 +97,10 @@ class Settings(BaseSettings):
     web_host: str = Field(default=LOOPBACK, description="Address the worker's web server binds.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the web server.")
     batch_max_records: int = Field(
-        default=1000, ge=1, description="Most records a sink writes in one batch."
-    )
-    batch_max_wait_s: float = Field(
-        default=1.0, gt=0, description="Longest a record waits for its batch to fill."
+        default=1000,
+        ge=1,
+        description="Most records in one batch: the worker's largest fetch from Kafka, and "
+        "its sinks' largest write. A batch never waits to fill: it is what Kafka had.",
     )
     max_future_skew_s: float = Field(
         default=300.0,

@@ -20,7 +20,9 @@ dead_letters = app.topic(
 )
 """Records silver refused, as received, with the reason and origin in headers."""
 
-# In-memory hand-over between the agents: one item per batch, so Faust's
-# per-event cost is paid once (by bronze, the only Kafka consumer), not three times.
+# In-memory hand-over between the agents, one item per batch: the consumer hands
+# each fetch of the metrics topic to bronze (app/consumer.py), bronze to silver,
+# silver to gold, so Faust's per-event cost is paid once per batch.
+raw_batches = app.channel()
 silver_batches = app.channel()
 gold_batches = app.channel()

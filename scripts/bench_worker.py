@@ -136,11 +136,20 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 async def latency(settings: Settings, rate: float, seconds: float, log: Path) -> list[float]:
-    """p50 and p99 (seconds) from sample timestamp to its silver row at ``rate`` events/s."""
-    env = worker_env(settings, HOSTSTREAM_APP_ID="bench-latency")
+    """p50 and p99 (seconds) from sample timestamp to its silver row at ``rate`` events/s.
+
+    On a topic of its own, so the worker starts with nothing to catch up on.
+    """
+    settings = settings.model_copy(
+        update={"topic": f"{settings.topic}_latency", "app_id": "bench-latency"}
+    )
+    await ensure_topics(settings)
     with log.open("wb") as out:
         worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app.cli", "worker", env=env, stdout=out, stderr=out
+            *[sys.executable, "-m", "app.cli", "worker", "--loglevel", "warn"],
+            env=worker_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             await asyncio.sleep(8)  # join the group and create the tables before the clock runs
@@ -164,17 +173,25 @@ async def latency(settings: Settings, rate: float, seconds: float, log: Path) ->
             await asyncio.sleep(5)
         finally:
             worker.terminate()
-            await worker.wait()
+            try:
+                await asyncio.wait_for(worker.wait(), timeout=30)
+            except TimeoutError:
+                worker.kill()
+                await worker.wait()
     connection = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
     try:
         row = await connection.fetchrow(
             "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP "
             "(ORDER BY extract(epoch FROM ingested_at - sample_time)) AS p "
-            "FROM silver.silver_performance WHERE sample_time > now() - interval '10 minutes'"
+            "FROM silver.silver_performance WHERE source_topic = $1",
+            settings.topic,
         )
     finally:
         await connection.close()
-    print(f"latency: {row['n']} samples at {rate:.0f}/s over {seconds:.0f} s")
+    print(
+        f"latency: {row['n']:,} of {sent:,} samples in silver, "
+        f"sent at {rate:,.0f}/s for {seconds:.0f} s"
+    )
     return list(row["p"])
 
 

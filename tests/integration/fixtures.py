@@ -175,7 +175,6 @@ def pipeline_settings(stack_settings: Settings, database: str, tmp_path: Path) -
             "data_dir": tmp_path / "worker",
             "collector_dir": tmp_path / "collector",
             "web_port": free_port(),
-            "batch_max_wait_s": 0.2,
             "interval_s": 0.2,
         }
     )

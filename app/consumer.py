@@ -1,0 +1,94 @@
+"""A Faust consumer that hands each fetch of a topic to one handler, as one batch.
+
+Faust delivers records one at a time: for each record its drain loop starts two
+tasks and waits for the first to finish (the delivery, or a flow stop), and the
+agent's stream turns the event loop a few more times. That caps an agent at
+about 8k records/s on this machine kind whatever the agent does, while
+hoststream's agents work on batches anyway. For the topics registered with
+:func:`deliver_in_batches`, this consumer skips the per-record path: it keeps
+Faust's bookkeeping for every record (read offsets, gaps, pending acks) and
+awaits the topic's handler once per fetch. Acknowledging (``Consumer.ack``),
+committing, rebalancing and table recovery stay Faust's; every other topic (the
+table changelogs) still takes the per-record path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+
+BatchHandler = Callable[[list[Message]], Awaitable[None]]
+
+
+class BatchingConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, delivering registered topics a fetch at a time."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        # Replaces Faust's per-record loop (Consumer._drain_messages), keeping its rules:
+        # a record below the partition's read offset was delivered already, and a jump
+        # past the read offset is a gap Faust must be told about to commit across it.
+        handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
+        read_offset: MutableMapping[TP, int | None] = self._read_offset
+        try:
+            while not (self.should_stop or fetcher.should_stop):
+                batches: dict[str, list[Message]] = {}
+                async for tp, message in self.getmany(timeout=1.0):
+                    offset = message.offset
+                    last = read_offset.get(tp)
+                    if last is not None and offset < last:
+                        continue
+                    if last and offset - last > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                        await self._add_gap(tp, last + 1, offset)
+                    if tp.topic in handlers:
+                        self.track_message(message)
+                        batches.setdefault(tp.topic, []).append(message)
+                    else:
+                        await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                    read_offset[tp] = offset
+                for topic, messages in batches.items():
+                    await self.wait_first(handlers[topic](messages), self.suspend_flow.wait())
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                # getmany returns at once while records are buffered: let the agents run.
+                await asyncio.sleep(0)
+        except self.consumer_stopped_errors:
+            if not self.transport.app.should_stop:
+                raise
+        except asyncio.CancelledError:
+            if not self.transport.app.should_stop:
+                raise
+
+
+class BatchingTransport(faust_aiokafka.Transport):
+    Consumer = BatchingConsumer
+
+
+class BatchingApp(faust.App):
+    """A Faust app whose consumer can deliver topics in batches."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers: dict[str, BatchHandler] = {}
+
+    def _new_transport(self) -> Any:
+        # Faust picks the transport class from the broker URL's scheme; the
+        # batching consumer comes with a transport of its own.
+        return BatchingTransport(self.conf.broker_consumer, self)
+
+
+def deliver_in_batches(app: BatchingApp, topic: faust.TopicT, handler: BatchHandler) -> None:
+    """Subscribe ``app`` to ``topic`` and hand each fetch of it to ``handler``.
+
+    The handler receives the fetch's records in offset order per partition. It
+    owns acknowledging them (``app.consumer.ack(message)``); until it does, Faust
+    commits no offset past them.
+    """
+    for name in topic.topics:
+        app.batch_handlers[name] = handler
+    app.topics.add(topic)
