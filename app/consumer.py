@@ -24,9 +24,26 @@ from faust.types import TP, Message
 
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
 
+FETCH_MAX_WAIT_MS = 100
+"""How long the broker may hold a fetch that found no new records. Faust sets 1500 ms,
+and aiokafka sends a partition's next fetch only after the one in flight returns, so a
+record could wait that long behind a fetch for quiet partitions: about 1 s of median
+latency at any rate."""
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes a fixed fetch_max_wait_ms; the aiokafka consumer reads it at start.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
 
 class BatchingConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering registered topics a fetch at a time."""
+
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         # Replaces Faust's per-record loop (Consumer._drain_messages), keeping its rules:

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     web_host: str = Field(default=LOOPBACK, description="Address the worker's web server binds.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the web server.")
     batch_max_records: int = Field(
-        default=1000,
+        default=5000,
         ge=1,
         description="Most records in one batch: the worker's largest fetch from Kafka, and "
         "its sinks' largest write. A batch never waits to fill: it is what Kafka had.",

@@ -43,12 +43,13 @@ from stack.throwaway import throwaway_settings  # noqa: E402
 HOSTS = 100
 
 
-def bench_settings(stack_dir: Path) -> Settings:
+def bench_settings(stack_dir: Path, batch_max_records: int) -> Settings:
     return throwaway_settings(
         stack_dir,
         REPO / ".hoststream" / "kafka-libs",
         topic="bench_metrics",
         data_dir=stack_dir / "worker",
+        batch_max_records=batch_max_records,
     )
 
 
@@ -207,11 +208,17 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=5_000, help="events/s for the latency run")
     parser.add_argument("--latency-seconds", type=float, default=30)
+    parser.add_argument(
+        "--batch-max-records",
+        type=int,
+        default=Settings.model_fields["batch_max_records"].default,
+        help="the worker's HOSTSTREAM_BATCH_MAX_RECORDS",
+    )
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="hoststream-bench-"))
     os.chmod(state, 0o755)
-    settings = bench_settings(state)
+    settings = bench_settings(state, args.batch_max_records)
     stack = Stack(settings)
     stack.install()
     stack.up(["kafka", "postgres"])
