@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 EXIT_BATCH_FAILED = 70
 
 
-@dataclass
+@dataclass(eq=False)
 class Batch:
     """Records of one fetch and what the stages made of them."""
 
@@ -48,6 +48,21 @@ class Batch:
             records=[(m.value, kafka_origin(m)) for m in messages],
             done=asyncio.get_running_loop().create_future(),
         )
+
+    def finish(self, failure: BaseException | None = None) -> None:
+        """Resolve ``done``: the last stage wrote the batch, or a stage failed on it.
+        A batch abandoned at a rebalance is resolved already and stays so."""
+        if self.done.done():
+            return
+        if failure is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(failure)
+
+    @property
+    def abandoned(self) -> bool:
+        """Given up at a rebalance: its records are read again from the committed offsets."""
+        return self.done.cancelled()
 
     def event_of(self, partition: int) -> faust.Event:
         """A Faust event of the batch's last record from ``partition``: what a table

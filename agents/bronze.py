@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faust.types import Message
+from mode.types.signals import BaseSignalT
 
 from agents.batch import Batch, die
 from app.consumer import deliver_in_batches
@@ -30,20 +31,41 @@ BATCHES_IN_FLIGHT = 3
 silver and gold write the ones before it, so each stage's database round trips
 overlap, and the consumer fetches no further ahead."""
 
-_in_flight = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+_room = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+_in_flight: set[Batch] = set()
 
 
 async def hand_to_bronze(messages: list[Message]) -> None:
     """Called by the consumer with each fetch; waits while the pipeline is full."""
-    await _in_flight.acquire()
+    await _room.acquire()
+    batch = Batch.of(messages)
+    batch.done.add_done_callback(functools.partial(_acknowledge, batch))
+    _in_flight.add(batch)
     try:
-        await raw_batches.send(value=Batch.of(messages))
+        await raw_batches.send(value=batch)
     except BaseException:
-        _in_flight.release()
+        batch.done.cancel()
         raise
 
 
 deliver_in_batches(app, metrics_topic, hand_to_bronze)
+
+
+@app.on_rebalance_complete.connect
+async def abandon_batches_in_flight(
+    sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
+) -> None:
+    """Give up the batches still in flight when partitions move.
+
+    Faust empties the agents' queues when it resumes after a rebalance, so a
+    batch waiting in one would never finish and its room in the pipeline would
+    be lost for good. None of their records was acknowledged: the consumer reads
+    them again from the committed offsets, and every write is idempotent.
+    """
+    if _in_flight:
+        log.warning("rebalance: %d batches in flight will be read again", len(_in_flight))
+    for batch in list(_in_flight):
+        batch.done.cancel()
 
 
 @app.agent(raw_batches)
@@ -56,6 +78,8 @@ async def store_raw_records(batches: Any) -> None:
     """
     async with postgres_sink(settings.postgres_dsn.get_secret_value(), BRONZE) as sink:
         async for batch in batches:
+            if batch.abandoned:
+                continue
             try:
                 ingested_at = datetime.now(UTC)
                 before = sink.rows_written
@@ -65,10 +89,13 @@ async def store_raw_records(batches: Any) -> None:
                 await silver_batches.send(value=batch)
             except Exception as exc:
                 die("bronze", exc)
-            batch.done.add_done_callback(functools.partial(_acknowledge, batch))
 
 
 def _acknowledge(batch: Batch, done: asyncio.Future[None]) -> None:
+    _in_flight.discard(batch)
+    _room.release()
+    if batch.abandoned:
+        return
     failure = done.exception()
     if failure is not None:
         die("silver or gold", failure)
@@ -76,4 +103,3 @@ def _acknowledge(batch: Batch, done: asyncio.Future[None]) -> None:
     for message in batch.messages:
         consumer.ack(message)
     stats.acknowledged += len(batch.messages)
-    _in_flight.release()

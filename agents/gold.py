@@ -47,15 +47,17 @@ async def aggregate_windows(batches: Any) -> None:
         await ensure_schema(pool)
         sinks = {name: PostgresSink(pool, table) for name, table in GOLD.items()}
         async for batch in batches:
+            if batch.abandoned:
+                continue
             try:
                 for name, rows in _fold_batch(batch).items():
                     await sinks[name].write(rows)
                     await sinks[name].flush()
                     stats.gold_rows += len(rows)
             except Exception as exc:
-                batch.done.set_exception(exc)
+                batch.finish(exc)
                 continue
-            batch.done.set_result(None)
+            batch.finish()
     finally:
         await pool.close()
 

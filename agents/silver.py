@@ -36,10 +36,12 @@ async def validate_samples(batches: Any) -> None:
         silver = PostgresSink(pool, SILVER)
         rejected = PostgresSink(pool, REJECTED)
         async for batch in batches:
+            if batch.abandoned:
+                continue
             try:
                 await _validate(batch, pool, silver, rejected)
             except Exception as exc:
-                batch.done.set_exception(exc)
+                batch.finish(exc)
                 continue
             await gold_batches.send(value=batch)
     finally:

@@ -6,10 +6,16 @@ agent's stream turns the event loop a few more times. That caps an agent at
 about 8k records/s on this machine kind whatever the agent does, while
 hoststream's agents work on batches anyway. For the topics registered with
 :func:`deliver_in_batches`, this consumer skips the per-record path: it keeps
-Faust's bookkeeping for every record (read offsets, gaps, pending acks) and
-awaits the topic's handler once per fetch. Acknowledging (``Consumer.ack``),
-committing, rebalancing and table recovery stay Faust's; every other topic (the
-table changelogs) still takes the per-record path.
+Faust's read offsets and gaps for every record and awaits the topic's handler
+once per fetch. Acknowledging (``Consumer.ack``), committing, rebalancing and
+table recovery stay Faust's; every other topic (the table changelogs) still
+takes the per-record path.
+
+Unlike Faust, it does not track these records as pending: when partitions are
+revoked Faust empties the agents' queues, then waits, without a time limit, for
+every pending record to be acknowledged, and a batch emptied from a queue never
+is. A batch still in flight at a rebalance or at shutdown is instead given up
+unacknowledged, and read again from the committed offset.
 """
 
 from __future__ import annotations
@@ -62,7 +68,6 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     if last and offset - last > 1 and self.app.topics.acks_enabled_for(tp.topic):
                         await self._add_gap(tp, last + 1, offset)
                     if tp.topic in handlers:
-                        self.track_message(message)
                         batches.setdefault(tp.topic, []).append(message)
                     else:
                         await self.wait_first(self.callback(message), self.suspend_flow.wait())

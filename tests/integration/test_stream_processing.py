@@ -5,6 +5,7 @@ and started again."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import signal
@@ -22,6 +23,7 @@ from app.settings import Settings
 from collector.synthetic import synthetic_document
 from schemas.windows import WINDOW_SIZES_S, exact_quantile, window_start
 from tests.integration.fixtures import Processes, committed_up_to_end, eventually, settings_env
+from tests.stack_fixtures import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -257,6 +259,43 @@ async def test_sigkill_mid_stream_then_restart_gives_the_same_tables(
 
         processes.start(env, "worker", name="restarted")
         await eventually(lambda: committed_up_to_end(settings), what="the restarted worker")
+        await check_tables(database, settings, stream)
+    finally:
+        await database.close()
+
+
+async def test_a_second_worker_joining_mid_stream_gives_the_same_tables(
+    pipeline_settings: Settings, processes: Processes, tmp_path
+):
+    """Partitions, and the gold tables that follow them, move to the new worker while
+    batches are in flight; nothing is lost or counted twice."""
+    settings = tuned(pipeline_settings, batch_max_records=40)
+    second = settings.model_copy(
+        update={"data_dir": tmp_path / "second-worker", "web_port": free_port()}
+    )
+    stream = build_stream(samples_per_host=300, now=datetime.now(UTC))
+    half = len(stream.records) // 2
+    await ensure_topics(settings)
+    processes.start(settings_env(settings), "worker", name="worker")
+    await produce(settings, stream.records[:half])
+    await eventually(lambda: committed_up_to_end(settings), what="the first half")
+    processes.start(settings_env(second), "worker", name="second")
+    # Keep records coming while the group rebalances, so batches are in flight.
+    rest = stream.records[half:]
+    slices = 20
+    for n in range(slices):
+        await produce(settings, rest[n * len(rest) // slices : (n + 1) * len(rest) // slices])
+        await asyncio.sleep(0.5)
+
+    async def second_worker_reads() -> bool:
+        return "reading from" in processes.log("second")
+
+    await eventually(second_worker_reads, what="the second worker to get partitions")
+    await eventually(
+        lambda: committed_up_to_end(settings), timeout_s=90, what="both workers to finish"
+    )
+    database = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
+    try:
         await check_tables(database, settings, stream)
     finally:
         await database.close()
