@@ -50,7 +50,14 @@ async def aggregate_windows(batches: Any) -> None:
             if batch.abandoned:
                 continue
             try:
-                for name, rows in _fold_batch(batch).items():
+                windows, watermarks = _fold_batch(batch)
+                # The watermarks go to their changelog only once the windows' changelog
+                # records are in Kafka: the two tables' changelogs are different topics,
+                # and a table restored from them must never have a watermark claiming
+                # samples its windows lack (gold would skip those samples as replays).
+                await app.producer.flush()
+                _store_watermarks(batch, watermarks)
+                for name, rows in windows.items():
                     await sinks[name].write(rows)
                     await sinks[name].flush()
                     stats.gold_rows += len(rows)
@@ -62,7 +69,9 @@ async def aggregate_windows(batches: Any) -> None:
         await pool.close()
 
 
-def _fold_batch(batch: Batch) -> dict[str, list[GoldRow]]:
+def _fold_batch(batch: Batch) -> tuple[dict[str, list[GoldRow]], dict[str, Watermark]]:
+    """Fold the batch into the windowed tables; return the rows of the windows it
+    touched, by window name, and its hosts' new watermarks (not stored yet)."""
     samples = [window_sample(row) for row in batch.samples]
     partitions = {s.host_id: s.partition for s in samples}
     marks = {}
@@ -87,12 +96,13 @@ def _fold_batch(batch: Batch) -> dict[str, list[GoldRow]]:
         name: _fold_windows(batch, judged.on_time[name], judged.replayed, name, size_s)
         for name, size_s in WINDOW_SIZES_S.items()
     }
-    # After the windows: a watermark never claims samples whose windows were not written.
-    for host in partitions:
-        mark = judged.watermarks[host]
+    return rows, judged.watermarks
+
+
+def _store_watermarks(batch: Batch, watermarks: dict[str, Watermark]) -> None:
+    for host, mark in watermarks.items():
         with on_partition_of(batch.event_of(mark.partition)):
             host_watermarks[host] = asdict(mark)
-    return rows
 
 
 def _fold_windows(
