@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit integration lint format typecheck check stack-up stack-down stack-status bench bench-collector bench-worker clean
+.PHONY: help install run test unit integration lint format typecheck check stack-up stack-down stack-status bench bench-collector bench-worker outage-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench-worker: install ## Worker events/s beside bare aiokafka and bare Faust, an
 
 bench-collector: install ## CPU per sample and peak RSS of the collector beside collectd (prints figures)
 	$(VENV)/python scripts/bench_collector.py
+
+outage-check: install ## Kafka away 10 min at a 1 s interval: every sample arrives once, in order (prints figures)
+	$(VENV)/python scripts/outage_check.py
 
 clean: stack-down ## Stop the stack and remove its state and the virtualenv
 	rm -rf .hoststream .venv

@@ -11,13 +11,15 @@ import hashlib
 import os
 import platform
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from schemas.metrics import HostInfo
+from schemas.metrics import utc_timestamp
 
 MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
 _HOST_ID_FILE = "host-id"
@@ -57,19 +59,21 @@ def default_host_id(
     return new_id
 
 
-def host_info(boot_time: float, now_s: float) -> HostInfo:
-    """What this host is; ``boot_time`` and ``now_s`` are epoch seconds."""
-    return HostInfo(
-        os=platform.system(),
-        os_version=_os_version(),
-        kernel=platform.release(),
-        architecture=platform.machine(),
-        cpu_model=cpu_model(),
-        cpu_cores_logical=psutil.cpu_count(logical=True) or 1,
-        cpu_cores_physical=psutil.cpu_count(logical=False),
-        boot_time=datetime.fromtimestamp(boot_time, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        uptime_s=max(0.0, now_s - boot_time),
-    )
+def host_info(boot_time: float) -> dict[str, Any]:
+    """What this host is, as the sample's ``host`` group (:class:`~schemas.metrics.HostInfo`);
+    ``boot_time`` is epoch seconds. ``uptime_s`` is as of now: the sampler renews it."""
+    physical = psutil.cpu_count(logical=False)
+    return {
+        "os": platform.system(),
+        "os_version": _os_version(),
+        "kernel": platform.release(),
+        "architecture": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_cores_logical": psutil.cpu_count(logical=True) or 1,
+        "boot_time": utc_timestamp(datetime.fromtimestamp(boot_time, UTC)),
+        "uptime_s": max(0.0, time.time() - boot_time),
+        **({"cpu_cores_physical": physical} if physical else {}),
+    }
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

@@ -15,7 +15,6 @@ import os
 import sys
 from typing import NamedTuple
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _CHUNK = 64 * 1024
 _SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's own size
 
@@ -43,13 +42,14 @@ class NetCounters(NamedTuple):
 
 
 class DiskCounters(NamedTuple):
-    """The part of psutil's ``sdiskio`` that a sample reports."""
+    """The part of psutil's ``sdiskio`` that a sample reports, in the sample's order."""
 
-    read_count: int
-    write_count: int
     read_bytes: int
     write_bytes: int
-    busy_time: int
+    read_count: int
+    write_count: int
+    busy_time: int | None
+    """Milliseconds with I/O in flight; ``None`` where psutil does not report it."""
 
 
 class Memory(NamedTuple):
@@ -100,16 +100,19 @@ class ProcFiles:
         for fd in (self._stat, self._meminfo, self._vmstat, self._net, self._disks):
             os.close(fd)
 
-    def cpu(self, fields: int) -> tuple[list[list[float]], CpuStats]:
-        """Each core's first ``fields`` CPU times (seconds, psutil's order), and the
-        activity counters, from one read of /proc/stat."""
+    def cpu(self, fields: int) -> tuple[list[list[int]], CpuStats]:
+        """Each core's first ``fields`` CPU times (clock ticks, psutil's order), and the
+        activity counters, from one read of /proc/stat.
+
+        Ticks, not psutil's seconds: only their ratios are used, and integers need
+        no division per value."""
         cores = []
         ctx = interrupts = soft = 0
         for line in _read(self._stat).split(b"\n"):
             if line.startswith(b"cpu"):
                 if line[3:4] != b" ":  # "cpu " is the total of all cores
                     values = line.split()
-                    cores.append([int(v) / _CLOCK_TICKS for v in values[1 : fields + 1]])
+                    cores.append(list(map(int, values[1 : fields + 1])))
             elif line.startswith(b"ctxt "):
                 ctx = int(line.split(None, 2)[1])
             elif line.startswith(b"intr "):
@@ -161,24 +164,31 @@ class ProcFiles:
             )  # fmt: skip
         return interfaces
 
-    def disks(self) -> dict[str, DiskCounters]:
-        """psutil's ``disk_io_counters(perdisk=True)``: each block device's counters."""
+    def disks(self, skip: tuple[str, ...] = ()) -> dict[str, DiskCounters]:
+        """psutil's ``disk_io_counters(perdisk=True)``: each block device's counters,
+        but for devices whose names start with one of ``skip`` (left unparsed)."""
+        skipped = tuple(prefix.encode() for prefix in skip)
         devices = {}
         for line in _read(self._disks).split(b"\n"):
-            v = line.split()
-            if len(v) == 14 or len(v) >= 18:  # Linux 2.6+: a disk, or any device since 4.18
-                counters = DiskCounters(
-                    int(v[3]), int(v[7]), int(v[5]) * _SECTOR, int(v[9]) * _SECTOR, int(v[12])
-                )
-            elif len(v) == 7:  # a partition, before Linux 4.18
-                counters = DiskCounters(
-                    int(v[3]), int(v[5]), int(v[4]) * _SECTOR, int(v[6]) * _SECTOR, 0
-                )
-            elif not v:
+            head = line.split(None, 3)
+            if not head:
                 continue
+            if len(head) < 4:
+                raise ValueError(f"unknown /proc/diskstats line {line!r}")
+            if head[2].startswith(skipped):
+                continue
+            v = head[3].split()  # the fields after major, minor and name
+            if len(v) == 11 or len(v) >= 15:  # Linux 2.6+: a disk, or any device since 4.18
+                counters = DiskCounters(
+                    int(v[2]) * _SECTOR, int(v[6]) * _SECTOR, int(v[0]), int(v[4]), int(v[9])
+                )
+            elif len(v) == 4:  # a partition, before Linux 4.18
+                counters = DiskCounters(
+                    int(v[1]) * _SECTOR, int(v[3]) * _SECTOR, int(v[0]), int(v[2]), 0
+                )
             else:  # Linux 2.4's layout: psutil reads it
                 raise ValueError(f"unknown /proc/diskstats line {line!r}")
-            devices[v[2].decode()] = counters
+            devices[head[2].decode()] = counters
         return devices
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from schemas.metrics import SCHEMA_VERSION
+from schemas.metrics import SCHEMA_VERSION, utc_timestamp
 
 _GIB = 2**30
 
@@ -31,7 +31,7 @@ def synthetic_document(
         "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
         "host_id": host_id,
         "hostname": host_id,
-        "timestamp": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "timestamp": utc_timestamp(moment),
         "interval_s": interval_s,
         "cpu": {"percent": cpu, "per_core_percent": [cpu, cpu]},
         "memory": {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -66,7 +67,11 @@ class CpuActivity:
 
 @dataclass(frozen=True, slots=True)
 class CpuMetrics:
-    """CPU utilisation since the previous sample, percent 0-100 of all cores."""
+    """CPU utilisation since the previous sample, percent 0-100 of all cores.
+
+    When no clock tick passed since the previous reading there is nothing to
+    measure: the percentages are 0 and ``times`` is absent.
+    """
 
     percent: float
     per_core_percent: list[float] = field(default_factory=list)
@@ -293,6 +298,11 @@ class MetricsSample:
     collector: CollectorStatus | None = None
 
 
+def utc_timestamp(moment: datetime) -> str:
+    """``moment`` (aware) in the schema's timestamp format: ISO 8601 in UTC with a ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
 def _without_none(obj: Any) -> dict[str, Any]:
     # Called by orjson for each dataclass: absent beats null for optional groups.
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -309,8 +319,9 @@ def _without_none(obj: Any) -> dict[str, Any]:
 _FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
 
 
-def to_json(sample: MetricsSample, *, indent: bool = False) -> bytes:
-    """The sample as UTF-8 JSON, optional fields that are ``None`` left out.
+def to_json(sample: MetricsSample | dict[str, Any], *, indent: bool = False) -> bytes:
+    """The sample (or the collector's document of one) as UTF-8 JSON, optional fields
+    that are ``None`` left out.
 
     ``schemas.validation.parse_sample`` turns the bytes back into an equal sample.
     """

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from app.settings import Settings
-from collector.spool import spool_directory
+from collector.spool import spool_directory, spooled
 from stack import Stack
 
 # read_topic is the ground truth: every record up to the end offsets, duplicates included.
@@ -59,8 +59,9 @@ def settings(own_kafka: Stack, tmp_path: Path, request: pytest.FixtureRequest) -
     )
 
 
-def spooled(settings: Settings) -> list[Path]:
-    return sorted(spool_directory(settings.collector_dir, settings.topic, HOST).glob("*.json"))
+def waiting(settings: Settings) -> list[bytes]:
+    """The samples in the collector's spool, read beside it."""
+    return spooled(spool_directory(settings.collector_dir, settings.topic, HOST))
 
 
 async def stop_kafka(stack: Stack) -> None:
@@ -74,7 +75,7 @@ async def start_kafka(stack: Stack) -> None:
 async def test_a_broker_outage_loses_no_sample_and_sends_none_twice(
     own_kafka: Stack, settings: Settings, processes: Processes
 ):
-    count = 150  # 30 s at 0.2 s: the outage falls in the middle
+    count = 250  # 50 s at 0.2 s: the outage falls in the middle
     collector = processes.start(
         settings_env(settings), "collect", "--count", str(count), name="collector"
     )
@@ -83,8 +84,14 @@ async def test_a_broker_outage_loses_no_sample_and_sends_none_twice(
     )
     await asyncio.sleep(2)
     await stop_kafka(own_kafka)
+    # Samples wait up to SEND_EVERY_S (25 at 0.2 s) anyway: the outage must be noticed
+    # and hold back more than that.
     await eventually(
-        lambda: asyncio.sleep(0, len(spooled(settings)) >= 20), what="samples in the spool"
+        lambda: asyncio.sleep(0, "stopped acknowledging" in processes.log("collector")),
+        what="the collector noticing the outage",
+    )
+    await eventually(
+        lambda: asyncio.sleep(0, len(waiting(settings)) >= 60), what="samples in the spool"
     )
     await start_kafka(own_kafka)
     returncode = await asyncio.to_thread(collector.wait, 90)
@@ -100,7 +107,7 @@ async def test_a_broker_outage_loses_no_sample_and_sends_none_twice(
     times = [orjson.loads(value)["timestamp"] for *_, value in records]
     assert times == sorted(times)
     assert len(set(times)) == count
-    assert spooled(settings) == []
+    assert waiting(settings) == []
     # One line when the broker goes, one when it returns; not one per sample.
     assert log.count("stopped acknowledging samples") == 1, log
     assert log.count("acknowledges samples again") == 1, log
@@ -117,11 +124,11 @@ async def test_a_killed_collector_leaves_its_spool_to_the_next_run(
     )
     await stop_kafka(own_kafka)
     await eventually(
-        lambda: asyncio.sleep(0, len(spooled(settings)) >= 10), what="samples in the spool"
+        lambda: asyncio.sleep(0, len(waiting(settings)) >= 10), what="samples in the spool"
     )
     first.kill()
     first.wait()
-    left = [orjson.loads(path.read_bytes())["event_id"] for path in spooled(settings)]
+    left = [orjson.loads(payload)["event_id"] for payload in waiting(settings)]
 
     await start_kafka(own_kafka)
     done = await asyncio.to_thread(run_command, env, "collect", "--count", "1")
@@ -133,4 +140,4 @@ async def test_a_killed_collector_leaves_its_spool_to_the_next_run(
     assert len(ids) == len(set(ids))
     assert [i for i in ids if i in set(left)] == left
     assert ids[-len(left) - 1 : -1] == left  # the spool first, then the new sample
-    assert spooled(settings) == []
+    assert waiting(settings) == []

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import namedtuple
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import psutil
 import pytest
 
 from app.settings import load_settings, parse_tags
+from collector.gpu import NvidiaGpus
 from collector.identity import default_host_id
 from collector.procfs import ProcFiles
-from collector.sampler import Sampler, battery_of, cpu_times_split
-from schemas.metrics import CollectorStatus, to_json
+from collector.sampler import (
+    FIRST_CPU_SPAN_S,
+    Sampler,
+    battery_of,
+    cpu_times_split,
+    cpu_utilisation,
+    fans_of,
+    temperatures_of,
+)
+from schemas.metrics import to_json
 from schemas.validation import RejectedRecord, parse_sample
 from tests.unit.samples import sample_document
 
@@ -24,19 +35,21 @@ def two_samples():
     sampler = Sampler("host-1", 1.0, [("env", "prod"), ("team", "db")])
     first = sampler.sample()
     time.sleep(0.2)
-    second = sampler.sample(status=CollectorStatus(spooled_samples=3, dropped_samples=0))
+    second = sampler.sample(status=(3, 0))
     return first, second
 
 
 def test_a_sample_passes_the_workers_validation_and_round_trips_exactly(two_samples):
+    # The sampler builds plain dicts: the model decoding them and encoding them back to
+    # the same bytes shows the same fields, in the same order, with the same types.
     for sample in two_samples:
         raw = to_json(sample)
-        assert parse_sample(raw) == sample
+        assert orjson.loads(raw) == sample
         assert to_json(parse_sample(raw)) == raw
 
 
 def test_a_sample_has_every_metric_family_this_host_has(two_samples):
-    document = orjson.loads(to_json(two_samples[1]))
+    document = two_samples[1]
     cpu = document["cpu"]
     assert {"user_percent", "system_percent", "idle_percent"} <= cpu["times"].keys()
     assert set(cpu["load"]) == {"load_1m", "load_5m", "load_15m"}
@@ -76,19 +89,49 @@ def test_the_first_sample_has_no_elapsed_time_and_zero_rates(two_samples):
     assert all(d["read_bytes_per_s"] == 0.0 for d in document["disk_io"])
 
 
+def test_cpu_readings_in_the_same_clock_tick_are_zero_busy_not_100():
+    fields = ["user", "nice", "system", "idle", "iowait"]
+    reading = [[100, 0, 50, 900, 10], [120, 0, 40, 880, 5]]
+    cpu = cpu_utilisation(fields, reading, [list(core) for core in reading])
+    # No tick passed: nothing was measured, and no split of it adds up to 100.
+    assert cpu == {"percent": 0.0, "per_core_percent": [0.0, 0.0]}
+
+
+def test_cpu_busy_share_leaves_out_idle_and_iowait():
+    fields = ["user", "nice", "system", "idle", "iowait"]
+    before = [[100, 0, 50, 900, 10], [120, 0, 40, 880, 5]]
+    after = [[110, 0, 60, 975, 15], [120, 0, 40, 980, 5]]  # core 1 idle throughout
+    cpu = cpu_utilisation(fields, before, after)
+    assert cpu["per_core_percent"] == [20.0, 0.0]
+    assert cpu["percent"] == 10.0
+    assert cpu["times"] == {
+        "user_percent": 5.0,
+        "system_percent": 5.0,
+        "idle_percent": 87.5,
+        "iowait_percent": 2.5,
+    }
+
+
+def test_a_first_sample_taken_at_once_still_measures_the_cpu():
+    started = time.monotonic()
+    sampler = Sampler("host-1", 1.0)
+    cpu = sampler.sample()["cpu"]
+    assert time.monotonic() - started >= FIRST_CPU_SPAN_S
+    assert abs(sum(cpu["times"].values()) - 100.0) < 1e-6
+    assert 0.0 <= cpu["percent"] < 100.0
+
+
 def test_cpu_time_split_adds_up_to_100():
     shares = {"user": 10.0, "nice": 5.0, "system": 8.0, "irq": 1.0, "softirq": 1.0}
     shares |= {"idle": 70.0, "iowait": 4.0, "steal": 1.0}
     split = cpu_times_split(shares)
-    assert (split.user_percent, split.system_percent) == (15.0, 10.0)
-    total = split.user_percent + split.system_percent + split.idle_percent
-    assert total + (split.iowait_percent or 0) + (split.steal_percent or 0) == 100.0
+    assert (split["user_percent"], split["system_percent"]) == (15.0, 10.0)
+    assert sum(split.values()) == 100.0
 
 
 def test_cpu_time_split_leaves_iowait_and_steal_absent_where_the_platform_has_none():
     split = cpu_times_split({"user": 20.0, "system": 10.0, "idle": 70.0})
-    assert split.iowait_percent is None
-    assert split.steal_percent is None
+    assert split == {"user_percent": 20.0, "system_percent": 10.0, "idle_percent": 70.0}
 
 
 sbattery = namedtuple("sbattery", "percent secsleft power_plugged")
@@ -97,15 +140,93 @@ sbattery = namedtuple("sbattery", "percent secsleft power_plugged")
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        (sbattery(55.0, 3600, False), (55.0, False, 3600.0)),
-        (sbattery(80.0, -2, True), (80.0, True, None)),  # POWER_TIME_UNLIMITED
-        (sbattery(80.0, -1, False), (80.0, False, None)),  # POWER_TIME_UNKNOWN
-        (sbattery(100.4, 10, None), (100.0, None, 10.0)),
+        (sbattery(55.0, 3600, False), {"percent": 55.0, "plugged": False, "time_left_s": 3600.0}),
+        (sbattery(80.0, -2, True), {"percent": 80.0, "plugged": True}),  # POWER_TIME_UNLIMITED
+        (sbattery(80.0, -1, False), {"percent": 80.0, "plugged": False}),  # POWER_TIME_UNKNOWN
+        (sbattery(100.4, 10, None), {"percent": 100.0, "time_left_s": 10.0}),
     ],
 )
 def test_battery_time_left_is_absent_when_unknown_or_plugged_in(state, expected):
-    battery = battery_of(state)
-    assert (battery.percent, battery.plugged, battery.time_left_s) == expected
+    assert battery_of(state) == expected
+
+
+Reading = namedtuple("Reading", "label current high critical")
+
+
+def test_temperatures_keep_every_label_and_drop_figures_that_are_not_numbers():
+    sensors = {
+        "coretemp": [Reading("Package id 0", 48.0, 80.0, 100.0), Reading("", 45.5, None, None)],
+        "acpitz": [Reading("", float("nan"), None, None)],  # unplugged
+    }
+    assert temperatures_of(sensors) == [
+        {
+            "sensor": "coretemp",
+            "label": "Package id 0",
+            "current_celsius": 48.0,
+            "high_celsius": 80.0,
+            "critical_celsius": 100.0,
+        },
+        {"sensor": "coretemp", "label": "1", "current_celsius": 45.5},
+    ]
+    assert temperatures_of({}) is None
+
+
+def test_fans_report_rpm_and_no_fans_is_no_group():
+    fan = namedtuple("sfan", "label current")
+    assert fans_of({"thinkpad": [fan("", 2900)]}) == [
+        {"sensor": "thinkpad", "label": "0", "speed_rpm": 2900}
+    ]
+    assert fans_of({}) is None
+
+
+class FakeNvml:
+    """nvidia-ml-py's calls as a board without power readings answers them."""
+
+    NVML_TEMPERATURE_GPU = 0
+
+    class NVMLError(Exception):
+        pass
+
+    def nvmlDeviceGetName(self, handle):
+        return b"NVIDIA A100"  # older nvidia-ml-py releases return bytes
+
+    def nvmlDeviceGetUUID(self, handle):
+        return f"GPU-{handle}"
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        return SimpleNamespace(gpu=37)
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        return SimpleNamespace(used=2**30, total=40 * 2**30)
+
+    def nvmlDeviceGetTemperature(self, handle, sensor):
+        return 55
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        raise self.NVMLError("Not Supported")
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle):
+        return 250_000  # milliwatts
+
+
+def test_each_gpu_reports_what_it_supports_and_leaves_the_rest_absent():
+    gpus = NvidiaGpus(FakeNvml(), ["a", "b"]).read()
+    assert gpus[1] == {
+        "index": 1,
+        "name": "NVIDIA A100",
+        "uuid": "GPU-b",
+        "utilization_percent": 37.0,
+        "memory_used_bytes": 2**30,
+        "memory_total_bytes": 40 * 2**30,
+        "temperature_celsius": 55.0,
+        "power_limit_watts": 250.0,
+    }
+    raw = orjson.dumps(sample_document(gpus=gpus))
+    assert to_json(parse_sample(raw)) == raw
+
+
+def test_without_the_nvidia_driver_there_are_no_gpus(tmp_path: Path):
+    assert NvidiaGpus.open(driver=tmp_path / "no-driver") is None
 
 
 def test_no_battery_is_no_battery_group():
@@ -176,9 +297,10 @@ def test_proc_files_give_the_figures_psutil_gives():
         reference = psutil.cpu_times(percpu=True)
         assert len(cores) == len(reference)
         # Counters move between the two reads: only ever forward, and by little.
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
         for ours, theirs in zip(cores, reference, strict=True):
             assert len(ours) == fields
-            assert all(0 <= t - o < 5 for o, t in zip(ours, theirs, strict=True))
+            assert all(0 <= t - o / ticks_per_s < 5 for o, t in zip(ours, theirs, strict=True))
         stats = psutil.cpu_stats()
         assert 0 <= stats.ctx_switches - activity.ctx_switches < 10**6
         assert 0 <= stats.interrupts - activity.interrupts < 10**6

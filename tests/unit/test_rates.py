@@ -1,7 +1,14 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.rates import busy_percent, counter_delta, counter_rate, counter_rates, time_shares
+from collector.rates import (
+    busy_percent,
+    busy_share,
+    counter_delta,
+    counter_rate,
+    counter_rates,
+    time_shares,
+)
 
 counters = st.integers(min_value=0, max_value=2**64)
 elapsed = st.floats(min_value=1e-3, max_value=3600, allow_nan=False)
@@ -103,3 +110,29 @@ def test_time_shares_are_percentages_that_add_up_to_100(readings):
 
 def test_time_shares_of_one_busy_second_out_of_four():
     assert time_shares([10.0, 30.0], [11.0, 33.0]) == [25.0, 75.0]
+
+
+@given(
+    cpu_times.flatmap(
+        lambda first: st.tuples(
+            st.just(first),
+            st.lists(st.floats(0, 1e7, allow_nan=False), min_size=len(first), max_size=len(first)),
+            st.sets(st.integers(0, len(first) - 1), max_size=2),
+        )
+    )
+)
+def test_busy_share_is_what_is_not_idle_and_0_when_no_time_passed(readings):
+    before, after, idle = readings
+    busy = busy_share(time_shares(before, after), sorted(idle))
+    assert 0.0 <= busy <= 100.0
+    shares = time_shares(before, after)
+    if shares is None:
+        assert busy == 0.0
+    else:
+        assert abs(busy - max(0.0, 100.0 - sum(shares[i] for i in idle))) < 1e-6
+
+
+def test_no_clock_tick_between_two_readings_is_not_a_busy_cpu():
+    reading = [3.0, 1.0, 96.0, 0.5]
+    assert time_shares(reading, reading) is None
+    assert busy_share(time_shares(reading, reading), [2, 3]) == 0.0
