@@ -21,6 +21,7 @@ unacknowledged, and read again from the committed offset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -48,6 +49,28 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class BatchingConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering registered topics a fetch at a time."""
 
+    read_from: dict[TP, int]
+    """Where each partition was last sought to (app/seeking.py): the first offset that
+    must be acknowledged before anything is committed when the group has no commit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_from = {}
+
+    def _new_offset(self, tp: TP) -> int | None:
+        # Faust commits past offsets not yet acknowledged in two cases: when the
+        # partition has no commit (or 0) it skips its check, and it lets one missing
+        # offset at the head pass (faust-streaming #606). A batch given up at a
+        # rebalance would then be skipped for good. Acknowledgements must start
+        # exactly at the committed offset (no gaps: the metrics topic is not compacted).
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        start = committed if committed is not None else self.read_from.get(tp)
+        if acked and start is not None and not self._gap[tp] and min(acked) > start:
+            return None
+        result: int | None = super()._new_offset(tp)
+        return result
+
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -73,7 +96,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         await self.wait_first(self.callback(message), self.suspend_flow.wait())
                     read_offset[tp] = offset
                 for topic, messages in batches.items():
-                    await self.wait_first(handlers[topic](messages), self.suspend_flow.wait())
+                    if not await self._hand_over(handlers[topic], messages):
+                        await self._read_again(messages)
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -85,6 +109,32 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         except asyncio.CancelledError:
             if not self.transport.app.should_stop:
                 raise
+
+    async def _hand_over(self, handler: BatchHandler, messages: list[Message]) -> bool:
+        """Await ``handler`` unless the flow stops first (a rebalance): False then."""
+        delivery = asyncio.ensure_future(handler(messages))
+        stopping = asyncio.ensure_future(self.suspend_flow.wait())
+        try:
+            await asyncio.wait([delivery, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if delivery.done():
+            delivery.result()
+            return True
+        delivery.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await delivery
+        return False
+
+    async def _read_again(self, messages: list[Message]) -> None:
+        """Seek back to records read but never handed over, on partitions still ours."""
+        first: dict[TP, int] = {}
+        for message in messages:
+            first.setdefault(message.tp, message.offset)
+        assigned = self.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                await self.seek(tp, offset)
 
 
 class BatchingTransport(faust_aiokafka.Transport):

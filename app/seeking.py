@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from faust.transport.consumer import ensure_TP
 from mode.types.signals import BaseSignalT
 
 from app.core import app
@@ -43,6 +44,7 @@ async def seek_before_reading(
     starts = {**committed, **(await consumer.earliest_offsets(*unset) if unset else {})}
     for tp in unset:
         await consumer.seek(tp, starts[tp])
+    consumer.read_from.update({ensure_TP(tp): offset for tp, offset in starts.items()})
     log.info(
         "reading from %s",
         ", ".join(f"{tp.topic}[{tp.partition}]@{starts[tp]}" for tp in sorted(starts)),
