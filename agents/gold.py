@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ THRESHOLDS = Thresholds(
 async def aggregate_windows(batches: Any) -> None:
     """Fold each batch into the windowed tables, once per (host, window), and upsert
     the windows it touched into ``gold.perf_5min_summary`` and ``gold.perf_1h_summary``."""
+    await _changelog_partitions_known()
     pool = await connect(settings.postgres_dsn.get_secret_value())
     try:
         await ensure_schema(pool)
@@ -67,6 +69,23 @@ async def aggregate_windows(batches: Any) -> None:
             batch.finish()
     finally:
         await pool.close()
+
+
+async def _changelog_partitions_known() -> None:
+    """Wait until the consumer's metadata has the tables' changelog topics.
+
+    On a first start the worker creates them a moment before it reads: a table
+    write made before the metadata has them fails its partition check (Faust's
+    PartitionsMismatch, "the changelog topic has 0 partitions").
+    """
+    tables = [*(w.table for w in gold_windows.values()), host_watermarks]
+    waited_s = 0.0
+    for table in tables:
+        while not app.consumer.topic_partitions(table.changelog_topic.get_topic_name()):
+            if waited_s == 10.0:
+                log.warning("still waiting for Kafka metadata of %s", table.changelog_topic)
+            await asyncio.sleep(0.1)
+            waited_s = round(waited_s + 0.1, 1)
 
 
 def _fold_batch(batch: Batch) -> tuple[dict[str, list[GoldRow]], dict[str, Watermark]]:
