@@ -40,6 +40,8 @@ class Batch:
     done: asyncio.Future[None]
     samples: list[SilverRow] = field(default_factory=list)
     """Silver rows gold aggregates: valid, and the first copy of each sample."""
+    _events: dict[int, faust.Event] = field(default_factory=dict, repr=False)
+    """Partition -> event of its last record; gold asks once per host and table."""
 
     @classmethod
     def of(cls, messages: list[Message]) -> Batch:
@@ -67,10 +69,13 @@ class Batch:
     def event_of(self, partition: int) -> faust.Event:
         """A Faust event of the batch's last record from ``partition``: what a table
         needs to pick that partition (see :func:`on_partition_of`)."""
-        for m in reversed(self.messages):
-            if m.partition == partition:
-                return faust.Event(app, m.key, m.value, m.headers, m)
-        raise KeyError(f"no record of partition {partition} in this batch")
+        event = self._events.get(partition)
+        if event is None:
+            m = next((m for m in reversed(self.messages) if m.partition == partition), None)
+            if m is None:
+                raise KeyError(f"no record of partition {partition} in this batch")
+            event = self._events[partition] = faust.Event(app, m.key, m.value, m.headers, m)
+        return event
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -78,14 +79,14 @@ async def _changelog_partitions_known() -> None:
     write made before the metadata has them fails its partition check (Faust's
     PartitionsMismatch, "the changelog topic has 0 partitions").
     """
-    tables = [*(w.table for w in gold_windows.values()), host_watermarks]
-    waited_s = 0.0
-    for table in tables:
-        while not app.consumer.topic_partitions(table.changelog_topic.get_topic_name()):
-            if waited_s == 10.0:
-                log.warning("still waiting for Kafka metadata of %s", table.changelog_topic)
+    for table in (*(w.table for w in gold_windows.values()), host_watermarks):
+        topic = table.changelog_topic.get_topic_name()
+        for attempt in itertools.count():
+            if app.consumer.topic_partitions(topic):
+                break
+            if attempt == 100:
+                log.warning("still waiting for Kafka metadata of %s after 10 s", topic)
             await asyncio.sleep(0.1)
-            waited_s = round(waited_s + 0.1, 1)
 
 
 def _fold_batch(batch: Batch) -> tuple[dict[str, list[GoldRow]], dict[str, Watermark]]:
