@@ -21,9 +21,8 @@ import faust
 from faust.streams import _current_event
 from faust.types import Message
 
-from agents.events import kafka_origin
 from app.core import app
-from schemas.rows import KafkaOrigin, SilverRow
+from schemas.rows import SilverRow
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,6 @@ class Batch:
 
     messages: list[Message]
     """Kafka records, in the order they were read."""
-    records: list[tuple[bytes | None, KafkaOrigin]]
     done: asyncio.Future[None]
     samples: list[SilverRow] = field(default_factory=list)
     """Silver rows gold aggregates: valid, and the first copy of each sample."""
@@ -47,7 +45,6 @@ class Batch:
     def of(cls, messages: list[Message]) -> Batch:
         return cls(
             messages=messages,
-            records=[(m.value, kafka_origin(m)) for m in messages],
             done=asyncio.get_running_loop().create_future(),
         )
 

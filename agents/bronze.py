@@ -83,7 +83,7 @@ async def store_raw_records(batches: Any) -> None:
             try:
                 ingested_at = datetime.now(UTC)
                 before = sink.rows_written
-                await sink.write([bronze_row(v, o, ingested_at) for v, o in batch.records])
+                await sink.write([bronze_row(m, ingested_at) for m in batch.messages])
                 await sink.flush()
                 stats.bronze_rows += sink.rows_written - before
                 await silver_batches.send(value=batch)

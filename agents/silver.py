@@ -55,7 +55,7 @@ async def _validate(
     rejected: PostgresSink[Any],
 ) -> None:
     now = datetime.now(UTC)
-    rows, rejections = validate_batch(batch.records, now, settings.max_future_skew_s)
+    rows, rejections = validate_batch(batch.messages, now, settings.max_future_skew_s)
     if rejections:
         await _set_aside(rejections, rejected, now)
     before = silver.rows_written
@@ -77,16 +77,16 @@ async def _set_aside(
     rejections: list[Rejection], rejected: PostgresSink[Any], now: datetime
 ) -> None:
     for n, rejection in enumerate(rejections):
-        origin = rejection.origin
-        where = f"{origin.topic}[{origin.partition}]@{origin.offset}"
+        record = rejection.record
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
         stats.rejected += 1
         stats.last_rejection = f"{where}: {rejection.reason}"
         # A flood of bad records must not turn into a flood of log lines.
         if n < LOGGED_REJECTIONS_PER_BATCH:
             log.warning("rejected record %s: %s", where, rejection.reason)
         await dead_letters.send(
-            key=origin.key,
-            value=rejection.payload or b"",
+            key=record.key,
+            value=record.value or b"",
             headers=[
                 ("hoststream-reason", rejection.reason.encode()),
                 ("hoststream-source", where.encode()),

@@ -79,7 +79,7 @@ def _merge_counts(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
     return merged
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per record, and frozen ones build slowly
 class WindowSample:
     """What gold needs of one silver row."""
 
@@ -93,6 +93,13 @@ class WindowSample:
     disk_max_percent: float
     net_bytes_sent_delta: int
     net_bytes_recv_delta: int
+    cpu_bucket: int = field(init=False)
+    """Sketch bucket of ``cpu_percent``: found once, merged into both windows."""
+    memory_bucket: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cpu_bucket = bucket(self.cpu_percent)
+        self.memory_bucket = bucket(self.memory_percent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +142,8 @@ def aggregate(samples: Iterable[WindowSample]) -> WindowAggregate:
         disk_max = max(disk_max, s.disk_max_percent)
         sent += s.net_bytes_sent_delta
         recv += s.net_bytes_recv_delta
-        cpu_index, memory_index = bucket(s.cpu_percent), bucket(s.memory_percent)
-        cpu[cpu_index] = cpu.get(cpu_index, 0) + 1
-        memory[memory_index] = memory.get(memory_index, 0) + 1
+        cpu[s.cpu_bucket] = cpu.get(s.cpu_bucket, 0) + 1
+        memory[s.memory_bucket] = memory.get(s.memory_bucket, 0) + 1
         offsets[s.partition] = max(offsets.get(s.partition, -1), s.offset)
     return WindowAggregate(
         count, cpu_sum, cpu_max, cpu, memory_sum, memory_max, memory, sent, recv, disk_max, offsets
@@ -289,18 +295,20 @@ def judge(
     ``grace_s``) by the newest sample time of its host seen before it. Event
     time, not the wall clock: a worker catching up on a backlog drops nothing.
     """
-    marks = dict(watermarks)
-    judged = Judged({name: [] for name in WINDOW_SIZES_S}, [], [], marks)
+    # (newest_s, partition, offset) per host: tuples, as a Watermark per sample costs more.
+    marks = {host: (m.newest_s, m.partition, m.offset) for host, m in watermarks.items()}
+    judged = Judged({name: [] for name in WINDOW_SIZES_S}, [], [], {})
     for s in samples:
         mark = marks.get(s.host_id)
-        if mark is not None and mark.partition == s.partition and s.offset <= mark.offset:
+        if mark is not None and mark[1] == s.partition and s.offset <= mark[2]:
             judged.replayed.append(s)  # the replay must not judge it again
             continue
-        newest = mark.newest_s if mark is not None else s.sample_time_s
+        newest = mark[0] if mark is not None else s.sample_time_s
         for name, size_s in WINDOW_SIZES_S.items():
             if is_late(s.sample_time_s, size_s, newest, grace_s):
                 judged.late.append((s, name))
             else:
                 judged.on_time[name].append(s)
-        marks[s.host_id] = Watermark(max(newest, s.sample_time_s), s.partition, s.offset)
+        marks[s.host_id] = (max(newest, s.sample_time_s), s.partition, s.offset)
+    judged.watermarks = {host: Watermark(*mark) for host, mark in marks.items()}
     return judged

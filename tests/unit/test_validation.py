@@ -1,13 +1,15 @@
 import copy
+import json
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.metrics import MetricsSample, to_json
-from schemas.validation import RejectedRecord, parse_sample
-from tests.unit.samples import sample_document
+from schemas.validation import RejectedRecord, _explain, parse_sample, read_sample
+from tests.unit.samples import full_document, sample_document
 
 
 def parse(document) -> MetricsSample:
@@ -109,3 +111,47 @@ def test_an_integer_that_does_not_fit_64_bits_is_rejected():
     document["network"]["bytes_sent"] = 2**63  # orjson reads up to 2**64 - 1
     with pytest.raises(RejectedRecord, match="does not fit in 64 bits"):
         parse(document)
+
+
+def _paths(value, prefix=()):
+    """Every (path, value) in a document, the document itself first."""
+    yield prefix, value
+    if isinstance(value, dict | list):
+        for key, child in value.items() if isinstance(value, dict) else enumerate(value):
+            yield from _paths(child, (*prefix, key))
+
+
+_DOCUMENT_PATHS = [path for path, _ in _paths(full_document())][1:]
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(path=st.sampled_from(_DOCUMENT_PATHS), value=json_values, delete=st.booleans())
+def test_the_fast_and_the_explaining_decoders_agree(path, value, delete):
+    """silver decides with msgspec and explains with the plain decoder: whatever one
+    accepts the other accepts, and every refusal is explained in the schema's words."""
+    document = full_document()
+    parent = document
+    for key in path[:-1]:
+        parent = parent[key]
+    if delete and isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    raw = json.dumps(document).encode()  # orjson refuses integers beyond 64 bits
+    explained = _explain(raw)
+    if explained is None:
+        assert msgspec.to_builtins(read_sample(raw)) == msgspec.to_builtins(parse_sample(raw))
+    else:
+        with pytest.raises(RejectedRecord) as refused:
+            read_sample(raw)
+        assert str(refused.value) == explained
