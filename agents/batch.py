@@ -3,7 +3,10 @@
 The consumer hands each fetch of the Kafka topic to bronze as one batch
 (app/consumer.py); bronze hands it to silver, silver to gold, over in-memory
 channels. The records are acknowledged (so Faust may commit their offsets) only
-when ``done`` resolves: after every sink wrote them.
+when ``done`` resolves: after every sink wrote them. A batch leaves its room in
+the pipeline earlier, once gold has folded it: gold writes its live rows at a
+cadence, and the batches whose rows wait for that write must not hold up the
+next ones.
 """
 
 from __future__ import annotations
@@ -36,17 +39,30 @@ class Batch:
     messages: list[Message]
     """Kafka records, in the order they were read."""
     done: asyncio.Future[None]
+    room: asyncio.Semaphore
+    """The pipeline's room: the batch holds one place in it until :meth:`free_room`."""
     samples: list[SilverRow] = field(default_factory=list)
     """Silver rows gold aggregates: valid, and the first copy of each sample."""
     _events: dict[int, faust.Event] = field(default_factory=dict, repr=False)
     """Partition -> event of its last record; gold asks once per host and table."""
 
+    _holds_room: bool = field(default=True, repr=False)
+
     @classmethod
-    def of(cls, messages: list[Message]) -> Batch:
+    def of(cls, messages: list[Message], room: asyncio.Semaphore) -> Batch:
+        """A batch of ``messages`` taking a place in ``room`` (acquired by the caller)."""
         return cls(
             messages=messages,
             done=asyncio.get_running_loop().create_future(),
+            room=room,
         )
+
+    def free_room(self) -> None:
+        """Give the batch's place in the pipeline to the next one (once; later calls
+        do nothing)."""
+        if self._holds_room:
+            self._holds_room = False
+            self.room.release()
 
     def finish(self, failure: BaseException | None = None) -> None:
         """Resolve ``done``: the last stage wrote the batch, or a stage failed on it.

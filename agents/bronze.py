@@ -27,9 +27,10 @@ from sinks.medallion import BRONZE, postgres_sink
 log = logging.getLogger(__name__)
 
 BATCHES_IN_FLIGHT = 3
-"""Batches between the consumer and the end of gold at once: bronze writes one while
+"""Batches between the consumer and gold's fold at once: bronze writes one while
 silver and gold write the ones before it, so each stage's database round trips
-overlap, and the consumer fetches no further ahead."""
+overlap, and the consumer fetches no further ahead. Batches gold has folded but
+whose live rows wait for gold's next write are not counted."""
 
 _room = asyncio.Semaphore(BATCHES_IN_FLIGHT)
 _in_flight: set[Batch] = set()
@@ -38,7 +39,7 @@ _in_flight: set[Batch] = set()
 async def hand_to_bronze(messages: list[Message]) -> None:
     """Called by the consumer with each fetch; waits while the pipeline is full."""
     await _room.acquire()
-    batch = Batch.of(messages)
+    batch = Batch.of(messages, _room)
     batch.done.add_done_callback(functools.partial(_acknowledge, batch))
     _in_flight.add(batch)
     try:
@@ -93,7 +94,7 @@ async def store_raw_records(batches: Any) -> None:
 
 def _acknowledge(batch: Batch, done: asyncio.Future[None]) -> None:
     _in_flight.discard(batch)
-    _room.release()
+    batch.free_room()
     if batch.abandoned:
         return
     failure = done.exception()

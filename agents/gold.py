@@ -27,6 +27,7 @@ from schemas.windows import (
     judge,
     window_start,
 )
+from sinks.base import Sink
 from sinks.medallion import GOLD, finalize_closed_windows
 from sinks.postgres import PostgresSink, connect, ensure_schema
 from tables.gold import gold_windows, host_watermarks
@@ -40,15 +41,69 @@ THRESHOLDS = Thresholds(
 )
 
 
+class LiveRows:
+    """Gold rows of the windows folded since the last write, and the batches they cover.
+
+    Gold writes them to PostgreSQL at most every ``HOSTSTREAM_GOLD_UPSERT_INTERVAL_S``,
+    newest row per window. A batch is finished (its records acknowledged) only by the
+    write that covers it: offsets are never committed ahead of gold's rows.
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.sinks: dict[str, Sink[GoldRow]] | None = None
+        self._rows: dict[tuple[str, str, datetime], GoldRow] = {}
+        self._batches: list[Batch] = []
+        self._since: float | None = None
+        self._lock = asyncio.Lock()
+
+    def hold(self, batch: Batch, windows: dict[str, list[GoldRow]]) -> None:
+        for name, rows in windows.items():
+            for row in rows:
+                self._rows[name, row.host_id, row.window_start] = row
+        self._batches.append(batch)
+        if self._since is None:
+            self._since = asyncio.get_running_loop().time()
+
+    def due(self) -> bool:
+        return (
+            self._since is not None
+            and asyncio.get_running_loop().time() - self._since >= self.interval_s
+        )
+
+    async def write(self) -> None:
+        """Upsert the rows held, then finish the batches they cover."""
+        async with self._lock:
+            if self.sinks is None or not self._batches:
+                return
+            rows, batches = self._rows, self._batches
+            self._rows, self._batches, self._since = {}, [], None
+            try:
+                for name, sink in self.sinks.items():
+                    await sink.write([row for (n, *_), row in rows.items() if n == name])
+                    await sink.flush()
+            except Exception as exc:
+                for batch in batches:
+                    batch.finish(exc)
+                return
+            stats.gold_rows += len(rows)
+            for batch in batches:
+                batch.finish()
+
+
+live_rows = LiveRows(settings.gold_upsert_interval_s)
+
+
 @app.agent(gold_batches)
 async def aggregate_windows(batches: Any) -> None:
-    """Fold each batch into the windowed tables, once per (host, window), and upsert
-    the windows it touched into ``gold.perf_5min_summary`` and ``gold.perf_1h_summary``."""
+    """Fold each batch into the windowed tables, once per (host, window); the windows it
+    touched go to ``gold.perf_5min_summary`` and ``gold.perf_1h_summary`` with the
+    next write of :data:`live_rows`."""
     await _changelog_partitions_known()
     pool = await connect(settings.postgres_dsn.get_secret_value())
     try:
         await ensure_schema(pool)
-        sinks = {name: PostgresSink(pool, table) for name, table in GOLD.items()}
+        live_rows.sinks = {name: PostgresSink(pool, table) for name, table in GOLD.items()}
         async for batch in batches:
             if batch.abandoned:
                 continue
@@ -60,16 +115,23 @@ async def aggregate_windows(batches: Any) -> None:
                 # samples its windows lack (gold would skip those samples as replays).
                 await app.producer.flush()
                 _store_watermarks(batch, watermarks)
-                for name, rows in windows.items():
-                    await sinks[name].write(rows)
-                    await sinks[name].flush()
-                    stats.gold_rows += len(rows)
             except Exception as exc:
                 batch.finish(exc)
                 continue
-            batch.finish()
+            live_rows.hold(batch, windows)
+            batch.free_room()
+            if live_rows.due():
+                await live_rows.write()
     finally:
+        live_rows.sinks = None
         await pool.close()
+
+
+@app.timer(1.0)
+async def write_live_rows() -> None:
+    """Write the held rows once they are due, also when no batch comes to do it."""
+    if live_rows.due():
+        await live_rows.write()
 
 
 async def _changelog_partitions_known() -> None:

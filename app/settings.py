@@ -113,6 +113,13 @@ class Settings(BaseSettings):
         description="A sample still counts in its gold window until this long after the "
         "window's end (by the newest sample time on its partition); later ones are late.",
     )
+    gold_upsert_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Gold writes the live rows of open windows to PostgreSQL at most this "
+        "often, seconds (0: after every batch). Their records are committed only once "
+        "written, so a crash replays them.",
+    )
     gold_finalize_interval_s: float = Field(
         default=10.0,
         gt=0,
