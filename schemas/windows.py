@@ -127,6 +127,7 @@ class WindowAggregate:
 
 def aggregate(samples: Iterable[WindowSample]) -> WindowAggregate:
     """The aggregate of some samples of one host and window."""
+    # Runs for every sample and window: comparisons instead of max() calls.
     cpu: dict[int, int] = {}
     memory: dict[int, int] = {}
     offsets: dict[int, int] = {}
@@ -137,14 +138,18 @@ def aggregate(samples: Iterable[WindowSample]) -> WindowAggregate:
         count += 1
         cpu_sum += s.cpu_percent
         memory_sum += s.memory_percent
-        cpu_max = max(cpu_max, s.cpu_percent)
-        memory_max = max(memory_max, s.memory_percent)
-        disk_max = max(disk_max, s.disk_max_percent)
+        if s.cpu_percent > cpu_max:
+            cpu_max = s.cpu_percent
+        if s.memory_percent > memory_max:
+            memory_max = s.memory_percent
+        if s.disk_max_percent > disk_max:
+            disk_max = s.disk_max_percent
         sent += s.net_bytes_sent_delta
         recv += s.net_bytes_recv_delta
         cpu[s.cpu_bucket] = cpu.get(s.cpu_bucket, 0) + 1
         memory[s.memory_bucket] = memory.get(s.memory_bucket, 0) + 1
-        offsets[s.partition] = max(offsets.get(s.partition, -1), s.offset)
+        if s.offset > offsets.get(s.partition, -1):
+            offsets[s.partition] = s.offset
     return WindowAggregate(
         count, cpu_sum, cpu_max, cpu, memory_sum, memory_max, memory, sent, recv, disk_max, offsets
     )
@@ -254,7 +259,8 @@ def fold(
 ) -> WindowAggregate | None:
     """Merge into ``existing`` the samples it does not cover yet; None if none is new."""
     base = existing or WindowAggregate()
-    fresh = [s for s in samples if not base.covers(s)]
+    merged = base.offsets  # WindowAggregate.covers, inlined: it runs for every sample
+    fresh = [s for s in samples if s.offset > merged.get(s.partition, -1)]
     if not fresh:
         return None
     return merge(base, aggregate(fresh))
@@ -298,17 +304,20 @@ def judge(
     # (newest_s, partition, offset) per host: tuples, as a Watermark per sample costs more.
     marks = {host: (m.newest_s, m.partition, m.offset) for host, m in watermarks.items()}
     judged = Judged({name: [] for name in WINDOW_SIZES_S}, [], [], {})
+    sizes = list(WINDOW_SIZES_S.items())
     for s in samples:
         mark = marks.get(s.host_id)
         if mark is not None and mark[1] == s.partition and s.offset <= mark[2]:
             judged.replayed.append(s)  # the replay must not judge it again
             continue
-        newest = mark[0] if mark is not None else s.sample_time_s
-        for name, size_s in WINDOW_SIZES_S.items():
-            if is_late(s.sample_time_s, size_s, newest, grace_s):
+        moment = s.sample_time_s
+        newest = mark[0] if mark is not None and mark[0] > moment else moment
+        for name, size_s in sizes:
+            # is_late, inlined: it runs for every sample and window
+            if (moment // size_s) * size_s + size_s + grace_s < newest:
                 judged.late.append((s, name))
             else:
                 judged.on_time[name].append(s)
-        marks[s.host_id] = (max(newest, s.sample_time_s), s.partition, s.offset)
+        marks[s.host_id] = (newest, s.partition, s.offset)
     judged.watermarks = {host: Watermark(*mark) for host, mark in marks.items()}
     return judged
