@@ -22,8 +22,8 @@ from typing import Any
 
 import faust
 from faust.streams import _current_event
-from faust.types import Message
 
+from app.consumer import BatchingConsumer, Records
 from app.core import app
 from schemas.rows import SilverRow
 
@@ -36,8 +36,8 @@ EXIT_BATCH_FAILED = 70
 class Batch:
     """Records of one fetch and what the stages made of them."""
 
-    messages: list[Message]
-    """Kafka records, in the order they were read."""
+    records: Records
+    """Kafka records as aiokafka fetched them, in the order they were read."""
     done: asyncio.Future[None]
     room: asyncio.Semaphore
     """The pipeline's room: the batch holds one place in it until :meth:`free_room`."""
@@ -49,10 +49,10 @@ class Batch:
     _holds_room: bool = field(default=True, repr=False)
 
     @classmethod
-    def of(cls, messages: list[Message], room: asyncio.Semaphore) -> Batch:
-        """A batch of ``messages`` taking a place in ``room`` (acquired by the caller)."""
+    def of(cls, records: Records, room: asyncio.Semaphore) -> Batch:
+        """A batch of ``records`` taking a place in ``room`` (acquired by the caller)."""
         return cls(
-            messages=messages,
+            records=records,
             done=asyncio.get_running_loop().create_future(),
             room=room,
         )
@@ -84,9 +84,12 @@ class Batch:
         needs to pick that partition (see :func:`on_partition_of`)."""
         event = self._events.get(partition)
         if event is None:
-            m = next((m for m in reversed(self.messages) if m.partition == partition), None)
-            if m is None:
+            r = next((r for r in reversed(self.records) if r.partition == partition), None)
+            if r is None:
                 raise KeyError(f"no record of partition {partition} in this batch")
+            consumer = app.consumer
+            assert isinstance(consumer, BatchingConsumer)
+            m = consumer.message_of(r)
             event = self._events[partition] = faust.Event(app, m.key, m.value, m.headers, m)
         return event
 

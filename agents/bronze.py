@@ -13,11 +13,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import Message
 from mode.types.signals import BaseSignalT
 
 from agents.batch import Batch, die
-from app.consumer import deliver_in_batches
+from app.consumer import BatchingConsumer, Records, deliver_in_batches
 from app.core import app, settings
 from app.stats import stats
 from app.topics import metrics_topic, raw_batches, silver_batches
@@ -36,10 +35,10 @@ _room = asyncio.Semaphore(BATCHES_IN_FLIGHT)
 _in_flight: set[Batch] = set()
 
 
-async def hand_to_bronze(messages: list[Message]) -> None:
+async def hand_to_bronze(records: Records) -> None:
     """Called by the consumer with each fetch; waits while the pipeline is full."""
     await _room.acquire()
-    batch = Batch.of(messages, _room)
+    batch = Batch.of(records, _room)
     batch.done.add_done_callback(functools.partial(_acknowledge, batch))
     _in_flight.add(batch)
     try:
@@ -84,7 +83,7 @@ async def store_raw_records(batches: Any) -> None:
             try:
                 ingested_at = datetime.now(UTC)
                 before = sink.rows_written
-                await sink.write([bronze_row(m, ingested_at) for m in batch.messages])
+                await sink.write([bronze_row(r, ingested_at) for r in batch.records])
                 await sink.flush()
                 stats.bronze_rows += sink.rows_written - before
                 await silver_batches.send(value=batch)
@@ -101,6 +100,6 @@ def _acknowledge(batch: Batch, done: asyncio.Future[None]) -> None:
     if failure is not None:
         die("silver or gold", failure)
     consumer = app.consumer
-    for message in batch.messages:
-        consumer.ack(message)
-    stats.acknowledged += len(batch.messages)
+    assert isinstance(consumer, BatchingConsumer)
+    consumer.acknowledge(batch.records)
+    stats.acknowledged += len(batch.records)

@@ -55,7 +55,7 @@ async def _validate(
     rejected: PostgresSink[Any],
 ) -> None:
     now = datetime.now(UTC)
-    rows, rejections = validate_batch(batch.messages, now, settings.max_future_skew_s)
+    rows, rejections = validate_batch(batch.records, now, settings.max_future_skew_s)
     if rejections:
         await _set_aside(rejections, rejected, now)
     before = silver.rows_written

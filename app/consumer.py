@@ -7,9 +7,11 @@ about 8k records/s on this machine kind whatever the agent does, while
 hoststream's agents work on batches anyway. For the topics registered with
 :func:`deliver_in_batches`, this consumer skips the per-record path: it keeps
 Faust's read offsets and gaps for every record and awaits the topic's handler
-once per fetch. Acknowledging (``Consumer.ack``), committing, rebalancing and
-table recovery stay Faust's; every other topic (the table changelogs) still
-takes the per-record path.
+once per fetch, with aiokafka's records as fetched: building a Faust message
+for each would cost more than the rest of a record's delivery. Committing,
+rebalancing and table recovery stay Faust's, and :meth:`BatchingConsumer.acknowledge`
+keeps Faust's acknowledgement books for these records; every other topic (the
+table changelogs) still takes the per-record path.
 
 Unlike Faust, it does not track these records as pending: when partitions are
 revoked Faust empties the agents' queues, then waits, without a time limit, for
@@ -27,10 +29,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import faust
+from aiokafka.structs import ConsumerRecord
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
-BatchHandler = Callable[[list[Message]], Awaitable[None]]
+Records = list[ConsumerRecord[bytes, bytes]]
+BatchHandler = Callable[[Records], Awaitable[None]]
 
 FETCH_MAX_WAIT_MS = 100
 """How long the broker may hold a fetch that found no new records. Faust sets 1500 ms,
@@ -83,23 +89,23 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         read_offset: MutableMapping[TP, int | None] = self._read_offset
         try:
             while not (self.should_stop or fetcher.should_stop):
-                batches: dict[str, list[Message]] = {}
-                for tp, messages in (await self._fetch(wait_s=1.0)).items():
+                batches: dict[str, Records] = {}
+                for tp, records in (await self._fetch(wait_s=1.0)).items():
                     last = read_offset.get(tp)
-                    if last is not None and messages[0].offset < last:
-                        messages = [m for m in messages if m.offset >= last]
-                    if tp.topic not in handlers:
-                        await self._deliver_one_by_one(messages)
+                    if last is not None and records[0].offset < last:
+                        records = [r for r in records if r.offset >= last]
+                    if not records:
                         continue
-                    if not messages:
+                    if tp.topic not in handlers:
+                        await self._deliver_one_by_one(tp, records)
                         continue
                     if self.app.topics.acks_enabled_for(tp.topic):
-                        await self._add_gaps(tp, last, messages)
-                    batches.setdefault(tp.topic, []).extend(messages)
-                    read_offset[tp] = messages[-1].offset
-                for topic, messages in batches.items():
-                    if not await self._hand_over(handlers[topic], messages):
-                        await self._read_again(messages)
+                        await self._add_gaps(tp, last, records)
+                    batches.setdefault(tp.topic, []).extend(records)
+                    read_offset[tp] = records[-1].offset
+                for topic, records in batches.items():
+                    if not await self._hand_over(handlers[topic], records):
+                        await self._read_again(records)
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -112,9 +118,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             if not self.transport.app.should_stop:
                 raise
 
-    async def _fetch(self, wait_s: float) -> dict[TP, list[Message]]:
-        """One fetch as Faust messages, by partition: Faust's ``getmany`` without its
-        per-record generator, which costs more than the rest of a record's delivery."""
+    async def _fetch(self, wait_s: float) -> dict[TP, Records]:
+        """One fetch, by partition: Faust's ``getmany`` without its generator and its
+        message per record."""
         records, active = await self._wait_next_records(wait_s)
         if not records or self.should_stop:
             return {}
@@ -123,35 +129,62 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             # (a rebalance) is dropped and its partitions sought back to their commits.
             await self.perform_seek()
             return {}
-        fetched: dict[TP, list[Message]] = {}
+        fetched: dict[TP, Records] = {}
         for tp, batch in records.items():
             if active is None or tp in active or tp in self._buffered_partitions:
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                fetched[tp] = [self._to_message(tp, record) for record in batch]
+                fetched[tp] = batch
         return fetched
 
-    async def _add_gaps(self, tp: TP, last: int | None, messages: list[Message]) -> None:
-        """Tell Faust of offsets the log skips before and within ``messages``."""
-        first = messages[0].offset
+    async def _add_gaps(self, tp: TP, last: int | None, records: Records) -> None:
+        """Tell Faust of offsets the log skips before and within ``records``."""
+        first = records[0].offset
         if last and first - last > 1:
             await self._add_gap(tp, last + 1, first)
-        if messages[-1].offset - first + 1 == len(messages):
+        if records[-1].offset - first + 1 == len(records):
             return  # contiguous: the usual case on a topic that is never compacted
-        for before, after in itertools.pairwise(messages):
+        for before, after in itertools.pairwise(records):
             if after.offset - before.offset > 1:
                 await self._add_gap(tp, before.offset + 1, after.offset)
 
-    async def _deliver_one_by_one(self, messages: list[Message]) -> None:
+    async def _deliver_one_by_one(self, tp: TP, records: Records) -> None:
         # Faust's own path, for the tables' changelogs.
-        for message in messages:
+        for record in records:
             if not self.flow_active:
                 return
+            message = self._to_message(tp, record)
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
-            self._read_offset[message.tp] = message.offset
+            self._read_offset[tp] = record.offset
 
-    async def _hand_over(self, handler: BatchHandler, messages: list[Message]) -> bool:
+    def message_of(self, record: ConsumerRecord[bytes, bytes]) -> Message:
+        """The Faust message of a record handed to a batch handler."""
+        message: Message = self._to_message(TP(record.topic, record.partition), record)
+        return message
+
+    def acknowledge(self, records: Records) -> int:
+        """Faust's ``ack`` for records handed to a batch handler: their offsets become
+        committable. Returns how many were not acknowledged before."""
+        acked = 0
+        tp: TP | None = None
+        with ack_lock:
+            for record in records:
+                if tp is None or record.partition != tp.partition or record.topic != tp.topic:
+                    tp = TP(record.topic, record.partition)
+                    committed = self._committed_offset[tp]
+                    acked_index = self._acked_index[tp]
+                    acked_for_tp = self._acked[tp]
+                offset = record.offset
+                if (committed is None or offset >= committed) and offset not in acked_index:
+                    acked_index.add(offset)
+                    acked_for_tp.append(offset)
+                    acked += 1
+            self._n_acked += acked
+            notify(self._waiting_for_ack)
+        return acked
+
+    async def _hand_over(self, handler: BatchHandler, records: Records) -> bool:
         """Await ``handler`` unless the flow stops first (a rebalance): False then."""
-        delivery = asyncio.ensure_future(handler(messages))
+        delivery = asyncio.ensure_future(handler(records))
         stopping = asyncio.ensure_future(self.suspend_flow.wait())
         try:
             await asyncio.wait([delivery, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -165,11 +198,11 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             await delivery
         return False
 
-    async def _read_again(self, messages: list[Message]) -> None:
+    async def _read_again(self, records: Records) -> None:
         """Seek back to records read but never handed over, on partitions still ours."""
         first: dict[TP, int] = {}
-        for message in messages:
-            first.setdefault(message.tp, message.offset)
+        for record in records:
+            first.setdefault(TP(record.topic, record.partition), record.offset)
         assigned = self.assignment()
         for tp, offset in first.items():
             if tp in assigned:
@@ -196,9 +229,9 @@ class BatchingApp(faust.App):
 def deliver_in_batches(app: BatchingApp, topic: faust.TopicT, handler: BatchHandler) -> None:
     """Subscribe ``app`` to ``topic`` and hand each fetch of it to ``handler``.
 
-    The handler receives the fetch's records in offset order per partition. It
-    owns acknowledging them (``app.consumer.ack(message)``); until it does, Faust
-    commits no offset past them.
+    The handler receives the fetch's aiokafka records in offset order per partition.
+    It owns acknowledging them (``app.consumer.acknowledge(records)``); until it
+    does, Faust commits no offset past them.
     """
     for name in topic.topics:
         app.batch_handlers[name] = handler

@@ -18,7 +18,7 @@ from schemas.windows import WindowSample
 
 
 class KafkaRecord(Protocol):
-    """A record as read from Kafka. Faust's messages have these attributes: rows are
+    """A record as read from Kafka. aiokafka's records have these attributes: rows are
     built from them directly, without a copy per record."""
 
     @property
@@ -32,8 +32,8 @@ class KafkaRecord(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def timestamp(self) -> float:
-        """Broker or producer timestamp of the message, epoch seconds."""
+    def timestamp(self) -> int:
+        """Broker or producer timestamp of the message, epoch milliseconds."""
         ...
 
 
@@ -99,7 +99,7 @@ def bronze_row(record: KafkaRecord, ingested_at: datetime) -> BronzeRow:
         offset=record.offset,
         message_key=_text(key) if key is not None else None,
         payload=_text(record.value or b""),
-        kafka_time=datetime.fromtimestamp(record.timestamp, tz=UTC),
+        kafka_time=datetime.fromtimestamp(record.timestamp / 1000, tz=UTC),
         ingested_at=ingested_at,
     )
 

@@ -9,14 +9,14 @@ from tests.unit.samples import sample_document
 
 @dataclass(frozen=True)
 class Record:
-    """What the agents read of a Faust message."""
+    """What the agents read of an aiokafka record."""
 
     value: bytes | None
     topic: str = "machine_metrics"
     partition: int = 2
     offset: int = 41
     key: bytes | None = b"db-1"
-    timestamp: float = 1_795_460_400.123
+    timestamp: int = 1_795_460_400_123
 
 
 NOW = datetime(2026, 11, 23, 19, 0, 5, tzinfo=UTC)
@@ -57,9 +57,9 @@ def test_a_batch_keeps_order_and_sets_bad_records_aside_with_reasons():
     good = [orjson.dumps(sample_document(host_id=f"h{i}")) for i in range(3)]
     batch = [
         Record(good[0]),
-        Record(b"{broken", partition=0, offset=7, key=None, timestamp=0.0),
+        Record(b"{broken", partition=0, offset=7, key=None, timestamp=0),
         Record(good[1]),
-        Record(None, partition=0, offset=8, key=b"k", timestamp=0.0),
+        Record(None, partition=0, offset=8, key=b"k", timestamp=0),
         Record(good[2]),
     ]
     rows, rejections = validate_batch(batch, NOW, 300)
