@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import faust
@@ -63,6 +63,22 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.read_from = {}
+        self._seeks = 0
+        """Counts seeks, twice each (before and after): a fetch that saw it change
+        may hold records from before a seek."""
+
+    async def _seek(self, tp: TP, offset: int) -> None:
+        self._seeks += 1
+        await super()._seek(tp, offset)
+        self._seeks += 1
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        self._seeks += 1
+        try:
+            committed: Mapping[TP, int] = await super().seek_to_committed()
+        finally:
+            self._seeks += 1
+        return committed
 
     def _new_offset(self, tp: TP) -> int | None:
         # Faust commits past offsets not yet acknowledged in two cases: when the
@@ -89,7 +105,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         read_offset: MutableMapping[TP, int | None] = self._read_offset
         try:
             while not (self.should_stop or fetcher.should_stop):
+                seeks = self._seeks
                 batches: dict[str, Records] = {}
+                read_up_to: dict[TP, int] = {}
                 for tp, records in (await self._fetch(wait_s=1.0)).items():
                     last = read_offset.get(tp)
                     if last is not None and records[0].offset < last:
@@ -102,7 +120,14 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     if self.app.topics.acks_enabled_for(tp.topic):
                         await self._add_gaps(tp, last, records)
                     batches.setdefault(tp.topic, []).extend(records)
-                    read_offset[tp] = records[-1].offset
+                    read_up_to[tp] = records[-1].offset
+                if self._seeks != seeks:
+                    # A partition was sought while this fetch was on its way (a restart's
+                    # or a rebalance's seek): its records are from before the seek, and
+                    # taking them would set the read offset past the records the seek
+                    # asked for again, which would then be skipped. They come again.
+                    continue
+                read_offset.update(read_up_to)
                 for topic, records in batches.items():
                     if not await self._hand_over(handlers[topic], records):
                         await self._read_again(records)
