@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -38,6 +39,8 @@ from mode.utils.futures import notify
 Records = list[ConsumerRecord[bytes, bytes]]
 BatchHandler = Callable[[Records], Awaitable[None]]
 
+log = logging.getLogger(__name__)
+
 FETCH_MAX_WAIT_MS = 100
 """How long the broker may hold a fetch that found no new records. Faust sets 1500 ms,
 and aiokafka sends a partition's next fetch only after the one in flight returns, so a
@@ -46,11 +49,44 @@ latency at any rate."""
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    seeks = 0
+    """Seeks so far, of any partition, counted where each takes effect."""
+    fetched_after_seeks = 0
+    """``seeks`` when the last fetch's records left aiokafka: a seek counted since then
+    may have moved a partition back or forth under them."""
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Faust passes a fixed fetch_max_wait_ms; the aiokafka consumer reads it at start.
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
+
+    async def _fetch_records(self, *args: Any, **kwargs: Any) -> Any:
+        records = await super()._fetch_records(*args, **kwargs)
+        self.fetched_after_seeks = self.seeks
+        return records
+
+    def seek(self, partition: TP, offset: int) -> None:
+        # Runs in the caller's thread (Faust's design), not the consumer's.
+        super().seek(partition, offset)
+        self.seeks += 1
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await self.call_thread(self._seek_to_committed)
+        return committed
+
+    async def _seek_to_committed(self) -> Mapping[TP, int]:
+        try:
+            committed: Mapping[TP, int] = await self._ensure_consumer().seek_to_committed()
+            return committed
+        finally:
+            self.seeks += 1
+
+    async def _seek_wait(self, consumer: Any, partitions: Mapping[TP, int]) -> None:
+        try:
+            await super()._seek_wait(consumer, partitions)
+        finally:
+            self.seeks += 1
 
 
 class BatchingConsumer(faust_aiokafka.Consumer):
@@ -63,22 +99,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.read_from = {}
-        self._seeks = 0
-        """Counts seeks, twice each (before and after): a fetch that saw it change
-        may hold records from before a seek."""
-
-    async def _seek(self, tp: TP, offset: int) -> None:
-        self._seeks += 1
-        await super()._seek(tp, offset)
-        self._seeks += 1
-
-    async def seek_to_committed(self) -> Mapping[TP, int]:
-        self._seeks += 1
-        try:
-            committed: Mapping[TP, int] = await super().seek_to_committed()
-        finally:
-            self._seeks += 1
-        return committed
+        self._refused: dict[TP, int] = {}
+        """Per partition refused a commit, the first acknowledged offset last logged."""
 
     def _new_offset(self, tp: TP) -> int | None:
         # Faust commits past offsets not yet acknowledged in two cases: when the
@@ -90,12 +112,28 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         committed = self._committed_offset[tp]
         start = committed if committed is not None else self.read_from.get(tp)
         if acked and start is not None and not self._gap[tp] and min(acked) > start:
+            first = min(acked)
+            if self._refused.get(tp) != first:
+                self._refused[tp] = first
+                log.info(
+                    "not committing %s[%d] yet: offsets %d-%d are not acknowledged",
+                    tp.topic,
+                    tp.partition,
+                    start,
+                    first - 1,
+                )
             return None
         result: int | None = super()._new_offset(tp)
         return result
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    @property
+    def _consumer_thread(self) -> _ConsumerThread:
+        thread = self._thread
+        assert isinstance(thread, _ConsumerThread)
+        return thread
 
     async def _drain_messages(self, fetcher: Any) -> None:
         # Replaces Faust's per-record loop (Consumer._drain_messages), keeping its rules:
@@ -105,10 +143,11 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         read_offset: MutableMapping[TP, int | None] = self._read_offset
         try:
             while not (self.should_stop or fetcher.should_stop):
-                seeks = self._seeks
+                fetched = await self._fetch(wait_s=1.0)
+                seeks = self._consumer_thread.fetched_after_seeks
                 batches: dict[str, Records] = {}
                 read_up_to: dict[TP, int] = {}
-                for tp, records in (await self._fetch(wait_s=1.0)).items():
+                for tp, records in fetched.items():
                     last = read_offset.get(tp)
                     if last is not None and records[0].offset < last:
                         records = [r for r in records if r.offset >= last]
@@ -121,11 +160,12 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         await self._add_gaps(tp, last, records)
                     batches.setdefault(tp.topic, []).extend(records)
                     read_up_to[tp] = records[-1].offset
-                if self._seeks != seeks:
-                    # A partition was sought while this fetch was on its way (a restart's
-                    # or a rebalance's seek): its records are from before the seek, and
-                    # taking them would set the read offset past the records the seek
-                    # asked for again, which would then be skipped. They come again.
+                if self._consumer_thread.seeks != seeks:
+                    # A partition was sought after aiokafka handed these records out (a
+                    # restart's or a rebalance's seek, while they were on their way to
+                    # this thread): taking them would set the read offset past the
+                    # records the seek asked for, which would then be skipped. aiokafka
+                    # reads from the new positions; these come again if still wanted.
                     continue
                 read_offset.update(read_up_to)
                 for topic, records in batches.items():
