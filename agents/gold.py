@@ -119,6 +119,7 @@ async def aggregate_windows(batches: Any) -> None:
                 batch.finish(exc)
                 continue
             live_rows.hold(batch, windows)
+            batch.samples = []  # folded: only its records' offsets are still needed
             batch.free_room()
             if live_rows.due():
                 await live_rows.write()

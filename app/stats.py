@@ -23,7 +23,7 @@ class PipelineStats:
     late_samples: int = 0
     """(sample, window) pairs that came after the window closed: in silver, not in gold."""
     gold_rows: int = 0
-    """Gold rows upserted (a window is upserted once per batch that touches it)."""
+    """Gold rows upserted (a window once per write of live rows that includes it)."""
 
 
 stats = PipelineStats()
