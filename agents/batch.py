@@ -23,7 +23,7 @@ from typing import Any
 import faust
 from faust.streams import _current_event
 
-from app.consumer import BatchingConsumer, Records
+from app.consumer import Records, batching_consumer
 from app.core import app
 from schemas.rows import SilverRow
 
@@ -87,9 +87,7 @@ class Batch:
             r = next((r for r in reversed(self.records) if r.partition == partition), None)
             if r is None:
                 raise KeyError(f"no record of partition {partition} in this batch")
-            consumer = app.consumer
-            assert isinstance(consumer, BatchingConsumer)
-            m = consumer.message_of(r)
+            m = batching_consumer(app).message_of(r)
             event = self._events[partition] = faust.Event(app, m.key, m.value, m.headers, m)
         return event
 

@@ -16,7 +16,7 @@ from typing import Any
 from mode.types.signals import BaseSignalT
 
 from agents.batch import Batch, die
-from app.consumer import BatchingConsumer, Records, deliver_in_batches
+from app.consumer import Records, batching_consumer, deliver_in_batches
 from app.core import app, settings
 from app.stats import stats
 from app.topics import metrics_topic, raw_batches, silver_batches
@@ -99,7 +99,5 @@ def _acknowledge(batch: Batch, done: asyncio.Future[None]) -> None:
     failure = done.exception()
     if failure is not None:
         die("silver or gold", failure)
-    consumer = app.consumer
-    assert isinstance(consumer, BatchingConsumer)
-    consumer.acknowledge(batch.records)
+    batching_consumer(app).acknowledge(batch.records)
     stats.acknowledged += len(batch.records)

@@ -202,13 +202,7 @@ def _fold_windows(
     for s in replayed:
         groups.setdefault((s.host_id, window_start(s.sample_time_s, size_s)), [])
     for s in samples:
-        # window_start, inlined: this runs for every sample and window
-        start = int(s.sample_time_s // size_s) * size_s
-        group = groups.get((s.host_id, start))
-        if group is None:
-            groups[s.host_id, start] = [s]
-        else:
-            group.append(s)
+        groups.setdefault((s.host_id, window_start(s.sample_time_s, size_s)), []).append(s)
     partitions = {s.host_id: s.partition for s in (*replayed, *samples)}
     table = gold_windows[name].table
     rows = []

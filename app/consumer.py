@@ -226,9 +226,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         message: Message = self._to_message(TP(record.topic, record.partition), record)
         return message
 
-    def acknowledge(self, records: Records) -> int:
+    def acknowledge(self, records: Records) -> None:
         """Faust's ``ack`` for records handed to a batch handler: their offsets become
-        committable. Returns how many were not acknowledged before."""
+        committable."""
         acked = 0
         tp: TP | None = None
         with ack_lock:
@@ -245,7 +245,6 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     acked += 1
             self._n_acked += acked
             notify(self._waiting_for_ack)
-        return acked
 
     async def _hand_over(self, handler: BatchHandler, records: Records) -> bool:
         """Await ``handler`` unless the flow stops first (a rebalance): False then."""
@@ -289,6 +288,13 @@ class BatchingApp(faust.App):
         # Faust picks the transport class from the broker URL's scheme; the
         # batching consumer comes with a transport of its own.
         return BatchingTransport(self.conf.broker_consumer, self)
+
+
+def batching_consumer(app: faust.App) -> BatchingConsumer:
+    """The app's consumer, which :class:`BatchingApp` makes a :class:`BatchingConsumer`."""
+    consumer = app.consumer
+    assert isinstance(consumer, BatchingConsumer)
+    return consumer
 
 
 def deliver_in_batches(app: BatchingApp, topic: faust.TopicT, handler: BatchHandler) -> None:

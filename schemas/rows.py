@@ -104,8 +104,9 @@ def bronze_row(record: KafkaRecord, ingested_at: datetime) -> BronzeRow:
     )
 
 
-def silver_row(sample: MetricsSample, record: KafkaRecord) -> SilverRow:
-    """Normalise a validated sample into its silver row."""
+def silver_row(sample: MetricsSample, moment: datetime, record: KafkaRecord) -> SilverRow:
+    """Normalise a validated sample, taken at ``moment`` (its :func:`sample_time`), into
+    its silver row."""
     disk_used = disk_total = 0
     disk_max = 0.0
     for disk in sample.disks:
@@ -116,7 +117,7 @@ def silver_row(sample: MetricsSample, record: KafkaRecord) -> SilverRow:
         event_id=sample.event_id,
         host_id=sample.host_id,
         hostname=sample.hostname,
-        sample_time=sample_time(sample),
+        sample_time=moment,
         schema_version=sample.schema_version,
         cpu_percent=sample.cpu.percent,
         cpu_fraction=sample.cpu.percent / 100.0,
@@ -172,8 +173,9 @@ def validate_batch(
             continue
         try:
             sample = read_sample(value)
-            check_not_in_future(sample, now, max_future_skew_s)
-            rows.append(silver_row(sample, record))
+            moment = sample_time(sample)
+            check_not_in_future(sample, moment, now, max_future_skew_s)
+            rows.append(silver_row(sample, moment, record))
         except RejectedRecord as exc:
             rejections.append(Rejection(record, str(exc)))
     return rows, rejections

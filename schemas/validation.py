@@ -96,10 +96,13 @@ def _unknown_version(version: Any) -> str:
     return f"unknown schema_version {version!r} (this worker accepts {SCHEMA_VERSION})"
 
 
-def check_not_in_future(sample: MetricsSample, now: datetime, max_skew_s: float) -> None:
-    """Reject a sample stamped more than ``max_skew_s`` seconds after ``now``: a host
-    with a wrong clock would otherwise fill windows that have not started yet."""
-    ahead_s = (sample_time(sample) - now).total_seconds()
+def check_not_in_future(
+    sample: MetricsSample, moment: datetime, now: datetime, max_skew_s: float
+) -> None:
+    """Reject a sample stamped (``moment``, its :func:`sample_time`) more than
+    ``max_skew_s`` seconds after ``now``: a host with a wrong clock would otherwise
+    fill windows that have not started yet."""
+    ahead_s = (moment - now).total_seconds()
     if ahead_s > max_skew_s:
         raise RejectedRecord(
             f"timestamp {sample.timestamp} is {ahead_s:.0f} s in the future "

@@ -259,8 +259,7 @@ def fold(
 ) -> WindowAggregate | None:
     """Merge into ``existing`` the samples it does not cover yet; None if none is new."""
     base = existing or WindowAggregate()
-    merged = base.offsets  # WindowAggregate.covers, inlined: it runs for every sample
-    fresh = [s for s in samples if s.offset > merged.get(s.partition, -1)]
+    fresh = [s for s in samples if not base.covers(s)]
     if not fresh:
         return None
     return merge(base, aggregate(fresh))
@@ -304,7 +303,6 @@ def judge(
     # (newest_s, partition, offset) per host: tuples, as a Watermark per sample costs more.
     marks = {host: (m.newest_s, m.partition, m.offset) for host, m in watermarks.items()}
     judged = Judged({name: [] for name in WINDOW_SIZES_S}, [], [], {})
-    sizes = list(WINDOW_SIZES_S.items())
     for s in samples:
         mark = marks.get(s.host_id)
         if mark is not None and mark[1] == s.partition and s.offset <= mark[2]:
@@ -312,9 +310,8 @@ def judge(
             continue
         moment = s.sample_time_s
         newest = mark[0] if mark is not None and mark[0] > moment else moment
-        for name, size_s in sizes:
-            # is_late, inlined: it runs for every sample and window
-            if (moment // size_s) * size_s + size_s + grace_s < newest:
+        for name, size_s in WINDOW_SIZES_S.items():
+            if is_late(moment, size_s, newest, grace_s):
                 judged.late.append((s, name))
             else:
                 judged.on_time[name].append(s)
