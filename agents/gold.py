@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,7 @@ from schemas.windows import (
     WindowSample,
     decode,
     encode,
+    expired_hosts,
     fold,
     gold_row,
     judge,
@@ -64,6 +67,17 @@ class LiveRows:
         self._batches.append(batch)
         if self._since is None:
             self._since = asyncio.get_running_loop().time()
+
+    def drop(self) -> None:
+        """Forget the rows held and give up their batches: after a rebalance their
+        partitions may be another worker's, whose newer rows these must not overwrite.
+        The batches are read again from the committed offsets (see agents/bronze.py)."""
+        rows, batches = self._rows, self._batches
+        self._rows, self._batches, self._since = {}, [], None
+        for batch in batches:
+            batch.done.cancel()
+        if rows:
+            log.info("rebalance: %d gold rows not written will be made again", len(rows))
 
     def due(self) -> bool:
         return (
@@ -115,6 +129,7 @@ async def aggregate_windows(batches: Any) -> None:
                 # samples its windows lack (gold would skip those samples as replays).
                 await app.producer.flush()
                 _store_watermarks(batch, watermarks)
+                _expire_watermarks(batch)
             except Exception as exc:
                 batch.finish(exc)
                 continue
@@ -126,6 +141,12 @@ async def aggregate_windows(batches: Any) -> None:
     finally:
         live_rows.sinks = None
         await pool.close()
+
+
+@app.on_partitions_revoked.connect
+async def drop_live_rows(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+    """Drop the rows of revoked partitions before another worker takes them."""
+    live_rows.drop()
 
 
 @app.timer(1.0)
@@ -186,6 +207,33 @@ def _store_watermarks(batch: Batch, watermarks: dict[str, Watermark]) -> None:
     for host, mark in watermarks.items():
         with on_partition_of(batch.event_of(mark.partition)):
             host_watermarks[host] = asdict(mark)
+
+
+WATERMARK_SWEEP_INTERVAL_S = 60.0
+"""How often gold looks for watermarks of hosts gone quiet (a scan of the table)."""
+_swept_at = -math.inf
+
+
+def _expire_watermarks(batch: Batch) -> None:
+    """Delete the watermarks of hosts whose windows have all expired, on the
+    partitions of ``batch`` (a table deletes through an event of its partition)."""
+    global _swept_at
+    now = time.monotonic()
+    if now - _swept_at < WATERMARK_SWEEP_INTERVAL_S:
+        return
+    _swept_at = now
+    partitions = {r.partition for r in batch.records}
+    marks = {
+        host: Watermark(**stored)
+        for host, stored in host_watermarks.items()
+        if stored["partition"] in partitions
+    }
+    expired = expired_hosts(marks, settings.gold_retention_s)
+    for host in expired:
+        with on_partition_of(batch.event_of(marks[host].partition)):
+            del host_watermarks[host]
+    if expired:
+        log.info("forgot %d hosts whose windows expired", len(expired))
 
 
 def _fold_windows(

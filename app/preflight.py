@@ -49,8 +49,9 @@ async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> None:
 
 
 async def prepare_postgres(settings: Settings) -> None:
-    """Connect and create the medallion schema; raise ``DatabaseUnreachable``."""
-    pool = await connect(settings.postgres_dsn.get_secret_value())
+    """Connect and create the medallion schema; raise ``DatabaseUnreachable`` at once
+    when PostgreSQL does not answer (a worker started against no database exits)."""
+    pool = await connect(settings.postgres_dsn.get_secret_value(), wait=False)
     try:
         await ensure_schema(pool)
     finally:

@@ -12,7 +12,7 @@ import asyncpg
 import typer
 
 from app.settings import Settings
-from sinks.postgres import TRANSIENT_ERRORS
+from sinks.postgres import is_transient, redacted_dsn
 
 PROGRESS_EVERY_S = 5.0
 
@@ -43,7 +43,7 @@ async def _run(settings: Settings, duration_s: float | None) -> int:
     typer.echo(
         f"hoststream is running: {settings.host_id} every {settings.interval_s:g} s -> "
         f"Kafka {settings.kafka_bootstrap} ({settings.topic}) -> worker -> PostgreSQL\n"
-        f"  rows   psql {dsn} -c 'SELECT * FROM silver.silver_performance "
+        f"  rows   psql {redacted_dsn(dsn)} -c 'SELECT * FROM silver.silver_performance "
         f"ORDER BY sample_time DESC LIMIT 5'\n"
         f"  web    http://{settings.web_host}:{settings.web_port}/stats/\n"
         f"  logs   {log_dir}/worker.log, {log_dir}/collector.log\n"
@@ -90,14 +90,16 @@ async def _stop(process: asyncio.subprocess.Process, grace_s: float = 15.0) -> N
 async def _progress(dsn: str) -> str:
     try:
         connection = await asyncpg.connect(dsn, timeout=5)
-    except TRANSIENT_ERRORS as exc:
-        return f"PostgreSQL unreachable ({exc})"
-    try:
-        row = await connection.fetchrow(_PROGRESS_SQL)
+        try:
+            row = await connection.fetchrow(_PROGRESS_SQL)
+        finally:
+            await connection.close()
     except asyncpg.UndefinedTableError:
         return "waiting for the worker to create the tables"
-    finally:
-        await connection.close()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return f"PostgreSQL unreachable ({exc or type(exc).__name__})"
     assert row is not None
     newest = (
         f"newest sample {row['newest_age_s']:.1f} s old"

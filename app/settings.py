@@ -107,6 +107,26 @@ class Settings(BaseSettings):
         ge=0,
         description="Silver rejects samples stamped further than this in the future, seconds.",
     )
+    max_id_chars: int = Field(
+        default=256,
+        ge=1,
+        le=2000,
+        description="Silver rejects samples whose host_id or event_id is longer (both are "
+        "index keys: PostgreSQL indexes at most about 2,700 bytes per row).",
+    )
+    max_text_chars: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Silver rejects samples whose hostname is longer.",
+    )
+    dead_letter_max_bytes: int = Field(
+        default=900_000,
+        ge=1000,
+        description="Largest dead-letter message (key + value) sent as is; a larger one is "
+        "cut to this size with a hoststream-truncated header (silver.rejected keeps it "
+        "whole). Keep it under the broker's message.max.bytes (1 MB by default).",
+    )
     gold_grace_s: float = Field(
         default=60.0,
         ge=0,

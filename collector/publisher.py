@@ -28,8 +28,12 @@ class Publisher:
     def __init__(self, bootstrap_servers: list[str], topic: str) -> None:
         self.topic = topic
         self.servers = ",".join(bootstrap_servers)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+        self._bootstrap_servers = bootstrap_servers
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
             acks="all",
             enable_idempotence=True,
             compression_type="lz4",
@@ -55,11 +59,25 @@ class Publisher:
                 f"Kafka at {self.servers} is unreachable: {exc or type(exc).__name__}"
             ) from None
 
+    async def restart(self, timeout_s: float = 15.0) -> None:
+        """Go on with a new producer (a new producer id), as :meth:`start` does.
+
+        Needed once the broker refused a record for good (too large): aiokafka had
+        given the record a sequence number, and the broker then refuses every later
+        record of the producer as out of sequence. Call it only when no send is
+        waiting for its acknowledgement: the old producer's are not resent.
+        """
+        await self.stop()
+        self._producer = self._new_producer()
+        await self.start(timeout_s)
+
     async def send(self, value: bytes, key: bytes) -> asyncio.Future[object]:
         """Queue one record; the returned future resolves when the broker acknowledges it.
 
         Raises ``KafkaError`` when the record cannot even be queued (no metadata
-        for the topic in time, a record over the size limit).
+        for the topic in time, a record over the producer's size limit). The future
+        fails with ``MessageSizeTooLargeError`` when the broker refused the batch
+        the record went in as too large (then :meth:`restart`).
         """
         future: asyncio.Future[object] = await self._producer.send(self.topic, value, key=key)
         return future

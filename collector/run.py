@@ -7,6 +7,12 @@ acknowledged it. A send is never abandoned: while
 Kafka is away the oldest samples stay queued in the idempotent producer, which
 delivers them (once) when the broker returns, and everything newer waits on
 disk behind them. That is what keeps every sample exactly once and in order.
+The one sample never sent is one Kafka refuses as too large: it is dropped and
+counted with those a full spool dropped, so it cannot hold up the rest.
+
+Either task dying (a bug, a spool file damaged under it, a full disk) ends the
+collector at once with one line naming the cause, rather than a collector that
+samples into a spool nothing sends, or sends with nothing new to send.
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
+from collections.abc import Awaitable
+from pathlib import Path
 
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from collector.publisher import Publisher
+from collector.publisher import BrokerUnreachable, Publisher
 from collector.sampler import Sampler
 from collector.schedule import crossed, next_tick
 from collector.spool import Spool
@@ -43,6 +52,29 @@ STOP_GRACE_S = 5.0
 """On a stop signal, how long the spool may keep draining before the collector exits."""
 
 
+class CollectorDied(SystemExit):
+    """Sampling or delivery died: the process exits with status 1 and this one line.
+
+    The collector exits rather than restarting the task, as the worker does for
+    a bug: a task that died of a bug or a damaged spool would most likely die
+    again, each time with the in-memory state of the last one, while sampling
+    went on filling the spool unseen. A fresh process rebuilds everything from
+    the files (cutting a damaged record off, and saying so), its supervisor
+    (systemd's ``Restart=on-failure``) shows and counts the failure, and the
+    samples wait in the spool meanwhile. A ``SystemExit`` so that no ``except
+    Exception`` on the way out can take it for an error to handle; hence
+    :func:`collect` is awaited in the main task, not run as a task of its own:
+    a ``SystemExit`` that leaves a task stops the event loop.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(1)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 class Delivery:
     """Sends the spool to Kafka, oldest first, when told a send is due.
 
@@ -60,6 +92,10 @@ class Delivery:
         self._away_since: float | None = None
         self._batch_started = time.monotonic()
         self._empty = asyncio.Event()
+        # Samples up to this number go one per request: the broker refused a request
+        # holding one of them as too large, and only a request of its own shows which.
+        self._one_by_one_until = -1
+        self._renew_producer = False
 
     def queued(self, send_now: bool) -> None:
         """Samples wait in the spool; ``send_now``: send them now rather than with a
@@ -81,7 +117,11 @@ class Delivery:
             # Full batches go at once, one after the other (a spool draining after
             # an outage); a partial one waits for the next send that is due.
             while batch := self.spool.oldest(SEND_BATCH):
-                error = await self._send(batch)
+                if batch[0][0] <= self._one_by_one_until:
+                    batch = batch[:1]
+                error = await self._renewed() if self._renew_producer else None
+                if error is None:
+                    error = await self._send(batch)
                 self.spool.release()
                 if error is not None:
                     self._went_away(error)
@@ -96,7 +136,9 @@ class Delivery:
                         len(self.spool),
                     )
                     self._away_since = None
-                if len(self.spool) < SEND_BATCH and not self._flushing:
+                # Samples refused along with a large one go again at once.
+                refusals_left = self._renew_producer or batch[-1][0] < self._one_by_one_until
+                if len(self.spool) < SEND_BATCH and not self._flushing and not refusals_left:
                     break
             if not len(self.spool):
                 self._empty.set()
@@ -107,33 +149,69 @@ class Delivery:
             await asyncio.wait_for(self._empty.wait(), timeout_s)
         return not len(self.spool)
 
+    async def _renewed(self) -> BaseException | None:
+        try:
+            await self.publisher.restart()
+        except BrokerUnreachable as exc:
+            return exc
+        self._renew_producer = False
+        return None
+
     async def _send(self, batch: list[tuple[int, bytes]]) -> BaseException | None:
         error: BaseException | None = None
         self._batch_started = time.monotonic()
         queued = []
         for number, payload in batch:
             try:
-                queued.append((number, await self.publisher.send(payload, self.key)))
+                queued.append((number, len(payload), await self.publisher.send(payload, self.key)))
             except MessageSizeTooLargeError as exc:
-                # Retrying cannot help a record the broker will always refuse.
-                log.error("sample %d is too large for Kafka and is dropped: %s", number, exc)
-                self.spool.done([number])
+                # aiokafka's own limit (max_request_size): the record was never queued.
+                self._drop(number, len(payload), exc)
             except KafkaError as exc:
                 error = exc
                 break
         # Wait for every queued send, even after a failure: each may still be
         # delivered, and sending it again from the spool would duplicate it.
-        await self._acknowledged([future for _, future in queued])
+        await self._acknowledged([future for *_, future in queued])
         acknowledged = []
-        for number, future in queued:
+        failed: dict[int, BaseException] = {}
+        for number, _, future in queued:
             failure = future.exception()
             if failure is None:
                 acknowledged.append(number)
             else:
-                error = error or failure
+                failed[number] = failure
         self.spool.done(acknowledged)
         self.sent += len(acknowledged)
+        if not failed:
+            return error
+        # The producer numbered records the broker never wrote, and would see every
+        # later one refused as out of sequence. Nothing is in flight now: a new
+        # producer id duplicates nothing.
+        self._renew_producer = True
+        too_large = [n for n, exc in failed.items() if isinstance(exc, MessageSizeTooLargeError)]
+        if not too_large:
+            return error or next(iter(failed.values()))
+        # The records refused behind the large one are no outage: they go again.
+        if len(queued) == 1:
+            number, size, _ = queued[0]
+            self._drop(number, size, failed[number])
+        else:
+            self._one_by_one_until = max(too_large)
         return error
+
+    def _drop(self, number: int, size: int, error: BaseException) -> None:
+        # Retrying cannot help a record the broker will always refuse, and it would
+        # hold up every sample behind it.
+        self.spool.refused(number)
+        log.error(
+            "sample %d (%d bytes) is too large for Kafka and is dropped (%s); %d samples "
+            "dropped so far, each sample reports the count",
+            number,
+            size,
+            type(error).__name__,
+            self.spool.dropped,
+        )
 
     async def _acknowledged(self, futures: list[asyncio.Future[object]]) -> None:
         # asyncio.wait leaves the futures running on a timeout: no shield, no task.
@@ -170,7 +248,8 @@ async def collect(
 
     Ends after ``count`` samples once all are acknowledged, or when ``stop`` is
     set, after at most :data:`STOP_GRACE_S` more of draining; what is left
-    stays in the spool for the next run.
+    stays in the spool for the next run. Raises :class:`CollectorDied` (and logs
+    its one line) as soon as sampling or delivery dies of an error.
     """
     stop = stop or asyncio.Event()
     delivery = Delivery(spool, publisher, sampler.host_id.encode())
@@ -181,29 +260,59 @@ async def collect(
             spool.directory,
         )
         delivery.queued(send_now=True)
-    sender = asyncio.create_task(delivery.run())
-    sampling = asyncio.create_task(_sample_on_ticks(sampler, spool, delivery, count))
-    stopped = asyncio.ensure_future(stop.wait())
+    sender = asyncio.create_task(delivery.run(), name="delivery to Kafka")
+    sampling = asyncio.create_task(
+        _sample_on_ticks(sampler, spool, delivery, count), name="sampling"
+    )
     try:
-        await asyncio.wait((sampling, stopped), return_when=asyncio.FIRST_COMPLETED)
-        if sampling.done():
-            sampling.result()
-        else:
-            # Sampling only ever waits in its sleep: a cancelled one has no sample half taken.
-            sampling.cancel()
+        await _until((sampling, sender), spool, stop.wait())
+        # Sampling only ever waits in its sleep: a cancelled one has no sample half taken.
+        sampling.cancel()
         delivery.flush()
+        if not stop.is_set():
+            await _until((sender,), spool, delivery.drained(), stop.wait())
         if stop.is_set():
-            await delivery.drained(STOP_GRACE_S)
-        else:
-            await _drained_or_stopped(delivery, stop)
+            # A stop signal, also while waiting for the last acknowledgements: a short
+            # grace only.
+            await _until((sender,), spool, delivery.drained(STOP_GRACE_S))
     finally:
-        for task in (sampling, stopped, sender):
+        for task in (sampling, sender):
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        await asyncio.wait((sampling, sender))
     if len(spool):
         log.warning("%d samples stay in the spool %s for the next run", len(spool), spool.directory)
     return delivery.sent
+
+
+async def _until(
+    tasks: tuple[asyncio.Task[None], ...], spool: Spool, *waits: Awaitable[object]
+) -> None:
+    """Wait for the first of ``tasks`` to end or the first of ``waits`` to be done;
+    raises :class:`CollectorDied` (logged) if one of ``tasks`` died."""
+    waiting = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait((*tasks, *waiting), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in waiting:
+            future.cancel()
+    for task in tasks:
+        error = None if not task.done() or task.cancelled() else task.exception()
+        if error is not None:
+            died = CollectorDied(
+                f"the collector stops: {task.get_name()} died of {_cause(error)}; "
+                f"{len(spool)} samples stay in the spool {spool.directory} for the next run"
+            )
+            log.critical("%s", died)
+            raise died
+
+
+def _cause(error: BaseException) -> str:
+    """The error on one line, with where it was raised (a bug is found from that)."""
+    cause = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return cause
+    return f"{cause} (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})"
 
 
 async def _sample_on_ticks(
@@ -218,15 +327,3 @@ async def _sample_on_ticks(
         spool.append(to_json(sampler.sample(status=(len(spool), spool.dropped))))
         taken += 1
         delivery.queued(send_now=crossed(previous, tick, SEND_EVERY_S))
-
-
-async def _drained_or_stopped(delivery: Delivery, stop: asyncio.Event) -> None:
-    drained = asyncio.ensure_future(delivery.drained())
-    stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    if stopped.done() and not drained.done():
-        # A stop signal while waiting for the last acknowledgements: a short grace only.
-        drained.cancel()
-        await delivery.drained(STOP_GRACE_S)
-    for task in (drained, stopped):
-        task.cancel()

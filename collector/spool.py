@@ -7,13 +7,15 @@ is left, oldest first), and a broker outage needs no second code path.
 Samples are numbered and appended to segment files (``<first number>.log``, a
 new one every :data:`SEGMENT_BYTES`), each record behind its length and CRC-32
 so that a write cut short by a crash is recognised, and cut off, at the next
-start. Which samples are done with (acknowledged, or dropped from a full spool)
-goes to the ledger ``done`` as ranges of numbers, one line per acknowledged
-batch. A segment whose samples are all done is deleted, then the ledger is
-rewritten without the ranges nothing refers to any more. That is one write per
-sample and one per batch: a file per sample (create, rename, unlink) cost the
-collector several times more CPU. The newest payloads are also kept in memory
-(at most :data:`CACHED`), so sending them does not read them back. Files are not
+start. Which samples are done with (acknowledged, dropped from a full spool, or
+refused by Kafka for good) goes to the ledger ``done`` as ranges of numbers, one
+line per acknowledged batch. A segment whose samples are all done is deleted,
+then the ledger is rewritten without the ranges nothing refers to any more. That
+is one write per sample and one per batch: a file per sample (create, rename,
+unlink) cost the collector several times more CPU. The newest payloads are also
+kept in memory (at most :data:`CACHED`), so sending them does not read them
+back; a sample read back is checked against its CRC, so a file damaged under a
+running collector is an error, never a garbled sample sent. Files are not
 fsynced: a power cut may lose the last seconds, a crash does not. A lock file
 keeps a second collector off the same spool.
 """
@@ -49,6 +51,10 @@ class SpoolLocked(RuntimeError):
     """Another collector holds this spool; the message names the directory."""
 
 
+class SpoolDamaged(RuntimeError):
+    """A sample read back from a segment is not what was written; the message names the file."""
+
+
 class _Entry(NamedTuple):
     """A sample waiting in a segment: its number, the segment's and where it lies."""
 
@@ -62,7 +68,8 @@ class Spool:
     """Samples waiting for Kafka in ``directory``, at most ``max_bytes`` of them.
 
     When a new sample does not fit, the oldest are dropped to make room and
-    counted in :attr:`dropped`, a count kept on disk across restarts.
+    counted in :attr:`dropped`, a count kept on disk across restarts; so are
+    samples Kafka refused for good (:meth:`refused`).
     Samples taken out with :meth:`oldest` and not yet :meth:`done` are never
     dropped: they may already be on their way to the broker.
     """
@@ -146,12 +153,16 @@ class Spool:
             self._cache[number] = payload
 
     def oldest(self, limit: int) -> list[tuple[int, bytes]]:
-        """Up to ``limit`` of the oldest samples as (number, payload), now held until done."""
+        """Up to ``limit`` of the oldest samples as (number, payload), now held until done.
+
+        Raises :class:`SpoolDamaged` when a sample read back from its segment is not
+        what was written (the file was truncated or overwritten since).
+        """
         taken = []
         for entry in itertools.islice(self._entries, limit):
             payload = self._cache.get(entry.number)
             if payload is None:
-                payload = os.pread(self._fds[entry.segment], entry.size, entry.offset)
+                payload = self._read(entry)
             taken.append((entry.number, payload))
             self._held.add(entry.number)
         return taken
@@ -173,6 +184,11 @@ class Spool:
                     self._forget(entry)
                     break
         self._record_done(finished)
+
+    def refused(self, number: int) -> None:
+        """Forget a sample Kafka refused for good (too large), counting it in :attr:`dropped`."""
+        self.done([number])
+        self._count_dropped(1)
 
     def release(self) -> None:
         """Samples taken with :meth:`oldest` and not done may be dropped again."""
@@ -209,8 +225,7 @@ class Spool:
             dropped.append(entry.number)
         if dropped:
             self._record_done(dropped)
-            self.dropped += len(dropped)
-            (self.directory / _DROPPED).write_text(str(self.dropped))
+            self._count_dropped(len(dropped))
             if not self._dropping:
                 log.error(
                     "spool %s is full (%d bytes): dropping the oldest samples; "
@@ -220,6 +235,25 @@ class Spool:
                     self.dropped,
                 )
         self._dropping = bool(dropped)
+
+    def _count_dropped(self, count: int) -> None:
+        self.dropped += count
+        (self.directory / _DROPPED).write_text(str(self.dropped))
+
+    def _read(self, entry: _Entry) -> bytes:
+        start = entry.offset - _HEADER.size
+        record = os.pread(self._fds[entry.segment], _HEADER.size + entry.size, start)
+        payload = record[_HEADER.size :]
+        if len(payload) == entry.size and _HEADER.unpack_from(record) == (
+            entry.size,
+            zlib.crc32(payload),
+        ):
+            return payload
+        raise SpoolDamaged(
+            f"sample {entry.number} in the spool file {self._segment_path(entry.segment)} "
+            f"(bytes {start} to {start + _HEADER.size + entry.size}) is not what was written: "
+            "the file was truncated, overwritten or damaged since"
+        )
 
     def _forget(self, entry: _Entry) -> None:
         self._cache.pop(entry.number, None)

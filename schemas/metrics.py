@@ -263,7 +263,8 @@ class CollectorStatus:
     spooled_samples: int
     """Samples waiting in the on-disk spool for Kafka (this one not counted)."""
     dropped_samples: int
-    """Samples the full spool ever dropped (oldest first) on this host; lost for good."""
+    """Samples lost for good on this host: dropped by the full spool (oldest first) or
+    refused by Kafka as too large."""
 
 
 @dataclass(frozen=True, slots=True)

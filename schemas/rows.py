@@ -7,14 +7,22 @@ frozen one takes twice as long to build, and the worker builds several per recor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from schemas.metrics import MetricsSample
-from schemas.validation import RejectedRecord, check_not_in_future, read_sample, sample_time
-from schemas.windows import WindowSample
+from schemas.validation import (
+    RejectedRecord,
+    bounded_reason,
+    check_not_in_future,
+    quoted,
+    read_sample,
+    sample_time,
+)
+from schemas.windows import INT64_MAX, WindowSample
 
 
 class KafkaRecord(Protocol):
@@ -51,7 +59,8 @@ class BronzeRow:
     message_key: str | None
     payload: str
     """The raw value as UTF-8 text: JSON when the producer sent JSON, anything otherwise."""
-    kafka_time: datetime
+    kafka_time: datetime | None
+    """The record's Kafka timestamp; None when it has none (-1) or one past year 9999."""
     ingested_at: datetime
 
 
@@ -99,9 +108,20 @@ def bronze_row(record: KafkaRecord, ingested_at: datetime) -> BronzeRow:
         offset=record.offset,
         message_key=_text(key) if key is not None else None,
         payload=_text(record.value or b""),
-        kafka_time=datetime.fromtimestamp(record.timestamp / 1000, tz=UTC),
+        kafka_time=kafka_time(record.timestamp),
         ingested_at=ingested_at,
     )
+
+
+def kafka_time(timestamp_ms: int) -> datetime | None:
+    """A Kafka timestamp (epoch milliseconds) as a datetime; None for none (negative) or
+    one outside the calendar: any producer may set any 64-bit value."""
+    if timestamp_ms < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def silver_row(sample: MetricsSample, moment: datetime, record: KafkaRecord) -> SilverRow:
@@ -113,6 +133,8 @@ def silver_row(sample: MetricsSample, moment: datetime, record: KafkaRecord) -> 
         disk_used += disk.used_bytes
         disk_total += disk.total_bytes
         disk_max = max(disk_max, disk.percent)
+    if disk_total > INT64_MAX or disk_used > INT64_MAX:
+        raise RejectedRecord("disks: the sum of total_bytes or used_bytes does not fit in 64 bits")
     return SilverRow(
         event_id=sample.event_id,
         host_id=sample.host_id,
@@ -146,6 +168,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+"""Control characters and lone surrogates: text PostgreSQL cannot take or a reader
+cannot print."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A record silver refused, with the reason in one line."""
@@ -153,16 +180,61 @@ class Rejection:
     record: KafkaRecord
     reason: str
 
+    @classmethod
+    def of(cls, record: KafkaRecord, reason: str) -> Rejection:
+        """A rejection whose reason is one short line (:func:`bounded_reason`)."""
+        return cls(record, bounded_reason(reason))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What silver accepts beyond the schema: values PostgreSQL can store and index,
+    and sample times a window can hold."""
+
+    max_future_skew_s: float = 300.0
+    """How far past ``now`` a sample may be stamped, seconds."""
+    max_id_chars: int = 256
+    """Longest ``host_id`` and ``event_id``: both are index keys."""
+    max_text_chars: int = 1024
+    """Longest ``hostname``."""
+
+
+def _check_text(name: str, value: str, max_chars: int) -> None:
+    if len(value) > max_chars:
+        raise RejectedRecord(
+            f"{name} {quoted(value)} is longer than {max_chars} characters "
+            "(HOSTSTREAM_MAX_ID_CHARS / HOSTSTREAM_MAX_TEXT_CHARS)"
+        )
+    # isprintable() is false for every control character: the search runs rarely.
+    if not value.isprintable() and _CONTROL.search(value):
+        raise RejectedRecord(f"{name} {quoted(value)} holds control characters")
+
+
+def check_identity(sample: MetricsSample, key: bytes | None, limits: Limits) -> None:
+    """Raise :class:`RejectedRecord` unless the sample's identifiers are storable and
+    the record is keyed by its host: a host's samples must all land on one partition,
+    where its windows live."""
+    _check_text("event_id", sample.event_id, limits.max_id_chars)
+    _check_text("host_id", sample.host_id, limits.max_id_chars)
+    _check_text("hostname", sample.hostname, limits.max_text_chars)
+    if key != sample.host_id.encode():
+        shown = "no key" if key is None else f"key {quoted(_text(key))}"
+        raise RejectedRecord(
+            f"record has {shown}, not its host_id {quoted(sample.host_id)}: produce each "
+            "sample keyed by its host_id, so that a host's samples share one partition"
+        )
+
 
 def validate_batch(
     records: Iterable[KafkaRecord],
     now: datetime,
-    max_future_skew_s: float,
+    limits: Limits,
 ) -> tuple[list[SilverRow], list[Rejection]]:
     """Split a batch of Kafka records into silver rows and rejections, keeping order.
 
-    ``now`` (aware, UTC) and ``max_future_skew_s`` bound how far in the future a
-    sample's timestamp may be.
+    ``now`` (aware, UTC) and ``limits.max_future_skew_s`` bound how far in the future
+    a sample's timestamp may be. No record can raise: whatever goes wrong with one
+    is its rejection's reason.
     """
     rows: list[SilverRow] = []
     rejections: list[Rejection] = []
@@ -173,12 +245,56 @@ def validate_batch(
             continue
         try:
             sample = read_sample(value)
+            check_identity(sample, record.key, limits)
             moment = sample_time(sample)
-            check_not_in_future(sample, moment, now, max_future_skew_s)
+            check_not_in_future(sample, moment, now, limits.max_future_skew_s)
             rows.append(silver_row(sample, moment, record))
         except RejectedRecord as exc:
-            rejections.append(Rejection(record, str(exc)))
+            rejections.append(Rejection.of(record, str(exc)))
+        except Exception as exc:  # a record must never stop the batch
+            rejections.append(Rejection.of(record, f"unreadable: {type(exc).__name__}: {exc}"))
     return rows, rejections
+
+
+def first_copies(rows: list[SilverRow]) -> list[SilverRow]:
+    """The rows whose ``event_id`` comes first in the batch (Kafka order): the first
+    copy of a sample is the one that counts, a later one is a duplicate."""
+    seen: set[str] = set()
+    first = []
+    for row in rows:
+        if row.event_id not in seen:
+            seen.add(row.event_id)
+            first.append(row)
+    return first
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected record as the dead-letter topic gets it."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(rejection: Rejection, max_bytes: int) -> DeadLetter:
+    """The record as received, with the reason and its origin in headers; cut to
+    ``max_bytes`` (key + value) when larger, with a ``hoststream-truncated`` header
+    giving the original size: the broker refuses a message over its limit, and
+    ``silver.rejected`` keeps the whole record anyway."""
+    record = rejection.record
+    key, value = record.key, record.value or b""
+    headers = [
+        ("hoststream-reason", rejection.reason.encode()),
+        ("hoststream-source", f"{record.topic}[{record.partition}]@{record.offset}".encode()),
+    ]
+    size = len(key or b"") + len(value)
+    if size > max_bytes:
+        if key is not None:
+            key = key[: min(len(key), max_bytes // 2, 1024)]
+        value = value[: max_bytes - len(key or b"")]
+        headers.append(("hoststream-truncated", str(size).encode()))
+    return DeadLetter(key, value, headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,8 @@ def _check_values(sample: MetricsSample) -> MetricsSample:
 
 
 def _unknown_version(version: Any) -> str:
-    return f"unknown schema_version {version!r} (this worker accepts {SCHEMA_VERSION})"
+    shown = quoted(version) if isinstance(version, str) else repr(version)[:QUOTED_MAX_CHARS]
+    return f"unknown schema_version {shown} (this worker accepts {SCHEMA_VERSION})"
 
 
 def check_not_in_future(
@@ -105,20 +106,59 @@ def check_not_in_future(
     ahead_s = (moment - now).total_seconds()
     if ahead_s > max_skew_s:
         raise RejectedRecord(
-            f"timestamp {sample.timestamp} is {ahead_s:.0f} s in the future "
+            f"timestamp {quoted(sample.timestamp)} is {ahead_s:.0f} s in the future "
             f"(more than the allowed {max_skew_s:g} s clock skew)"
         )
 
 
+EARLIEST_SAMPLE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""Samples stamped before this are refused: a host whose clock was never set (1970)
+would otherwise open windows decades in the past."""
+
+
 def sample_time(sample: MetricsSample) -> datetime:
-    """The sample's timestamp as an aware UTC datetime; raises :class:`RejectedRecord`."""
+    """The sample's timestamp as an aware UTC datetime, not before
+    :data:`EARLIEST_SAMPLE_TIME`; raises :class:`RejectedRecord`."""
+    shown = quoted(sample.timestamp)
     try:
         moment = datetime.fromisoformat(sample.timestamp)
     except ValueError:
-        raise RejectedRecord(f"timestamp {sample.timestamp!r} is not ISO 8601") from None
+        raise RejectedRecord(f"timestamp {shown} is not ISO 8601") from None
     if moment.tzinfo is None:
-        raise RejectedRecord(f"timestamp {sample.timestamp!r} has no time zone")
-    return moment.astimezone(UTC)
+        raise RejectedRecord(f"timestamp {shown} has no time zone")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+14:00 and its like lie outside the calendar in UTC.
+        raise RejectedRecord(f"timestamp {shown} is outside the calendar in UTC") from None
+    if moment < EARLIEST_SAMPLE_TIME:
+        raise RejectedRecord(
+            f"timestamp {shown} is before {EARLIEST_SAMPLE_TIME.date().isoformat()} "
+            "(is the host's clock set?)"
+        )
+    return moment
+
+
+QUOTED_MAX_CHARS = 80
+REASON_MAX_CHARS = 1000
+"""Longest reason for a refusal kept: reasons quote values, and values may be huge."""
+
+
+def bounded_reason(text: str) -> str:
+    """``text`` as one printable line of at most :data:`REASON_MAX_CHARS` characters."""
+    text = text[: 2 * REASON_MAX_CHARS]
+    line = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if len(line) <= REASON_MAX_CHARS:
+        return line
+    return line[: REASON_MAX_CHARS - 3] + "..."
+
+
+def quoted(text: str) -> str:
+    """``text`` as a reason quotes it: repr, cut to :data:`QUOTED_MAX_CHARS` with its
+    length, so a huge field never makes a huge reason."""
+    if len(text) <= QUOTED_MAX_CHARS:
+        return repr(text)
+    return f"{text[:QUOTED_MAX_CHARS]!r}... ({len(text)} characters)"
 
 
 class _Invalid(Exception):

@@ -21,6 +21,10 @@ from datetime import UTC, datetime
 
 import orjson
 
+INT64_MAX = 2**63 - 1
+"""Byte totals saturate here: PostgreSQL's bigint and BigQuery's INT64 end there
+(9.2 EB; only a broken counter gets near it)."""
+
 WINDOW_SIZES_S = {"5min": 300, "1h": 3600}
 """The gold windows: name -> size in seconds."""
 
@@ -151,7 +155,17 @@ def aggregate(samples: Iterable[WindowSample]) -> WindowAggregate:
         if s.offset > offsets.get(s.partition, -1):
             offsets[s.partition] = s.offset
     return WindowAggregate(
-        count, cpu_sum, cpu_max, cpu, memory_sum, memory_max, memory, sent, recv, disk_max, offsets
+        count,
+        cpu_sum,
+        cpu_max,
+        cpu,
+        memory_sum,
+        memory_max,
+        memory,
+        min(sent, INT64_MAX),
+        min(recv, INT64_MAX),
+        disk_max,
+        offsets,
     )
 
 
@@ -169,8 +183,8 @@ def merge(a: WindowAggregate, b: WindowAggregate) -> WindowAggregate:
         memory_sum=a.memory_sum + b.memory_sum,
         memory_max=max(a.memory_max, b.memory_max),
         memory_buckets=_merge_counts(a.memory_buckets, b.memory_buckets),
-        net_bytes_sent=a.net_bytes_sent + b.net_bytes_sent,
-        net_bytes_recv=a.net_bytes_recv + b.net_bytes_recv,
+        net_bytes_sent=min(a.net_bytes_sent + b.net_bytes_sent, INT64_MAX),
+        net_bytes_recv=min(a.net_bytes_recv + b.net_bytes_recv, INT64_MAX),
         disk_max_percent=max(a.disk_max_percent, b.disk_max_percent),
         offsets=offsets,
     )
@@ -318,3 +332,17 @@ def judge(
         marks[s.host_id] = (newest, s.partition, s.offset)
     judged.watermarks = {host: Watermark(*mark) for host, mark in marks.items()}
     return judged
+
+
+def expired_hosts(marks: dict[str, Watermark], retention_s: float) -> list[str]:
+    """Hosts whose newest sample is more than ``retention_s`` older than the newest
+    sample of any host on the same partition: their windows have expired, and their
+    watermarks go too, so state does not grow with every host ever seen. Event time,
+    like the windows: a backlog being caught up expires nothing early."""
+    newest: dict[int, float] = {}
+    for mark in marks.values():
+        if mark.newest_s > newest.get(mark.partition, -math.inf):
+            newest[mark.partition] = mark.newest_s
+    return [
+        host for host, mark in marks.items() if mark.newest_s < newest[mark.partition] - retention_s
+    ]

@@ -14,10 +14,12 @@ CREATE TABLE IF NOT EXISTS bronze.bronze_performance (
     "offset"      bigint      NOT NULL,
     "message_key" text,
     "payload"     text        NOT NULL,
-    "kafka_time"  timestamptz NOT NULL,
+    "kafka_time"  timestamptz,  -- null: no timestamp, or one past the calendar
     "ingested_at" timestamptz NOT NULL,
     PRIMARY KEY ("topic", "partition", "offset")
 );
+-- Tables created before kafka_time could be null (a no-op once it can).
+ALTER TABLE bronze.bronze_performance ALTER COLUMN "kafka_time" DROP NOT NULL;
 
 -- One validated sample per event_id: a sample the collector sent twice appears once.
 CREATE TABLE IF NOT EXISTS silver.silver_performance (

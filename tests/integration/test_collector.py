@@ -1,4 +1,6 @@
-"""The collector against a broker that goes away: nothing lost, nothing twice, order kept.
+"""The collector against a broker that goes away: nothing lost, nothing twice, order kept;
+against a sample Kafka refuses, and a spool damaged under it: it says so and goes on,
+or stops with one line.
 
 These tests stop and restart Kafka, so they run their own broker (the session's
 is shared by other tests) on free ports in a temporary stack directory.
@@ -7,16 +9,22 @@ is shared by other tests) on free ports in a temporary stack directory.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.settings import Settings
-from collector.spool import spool_directory, spooled
+from collector.sampler import Sampler
+from collector.spool import Spool, spool_directory, spooled
+from schemas.metrics import to_json
 from stack import Stack
 
 # read_topic is the ground truth: every record up to the end offsets, duplicates included.
@@ -141,3 +149,125 @@ async def test_a_killed_collector_leaves_its_spool_to_the_next_run(
     assert [i for i in ids if i in set(left)] == left
     assert ids[-len(left) - 1 : -1] == left  # the spool first, then the new sample
     assert waiting(settings) == []
+
+
+async def create_topic(settings: Settings, max_message_bytes: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    settings.topic,
+                    settings.topic_partitions,
+                    1,
+                    topic_configs={"max.message.bytes": str(max_message_bytes)},
+                )
+            ]
+        )
+    finally:
+        await admin.close()
+    assert [error for _, error, *_ in response.topic_errors] == [0], response
+
+
+def spool_of_a_previous_run(settings: Settings, tag_bytes: int) -> tuple[list[str], str]:
+    """Two samples, one whose tag value is ``tag_bytes`` of incompressible text, two more,
+    left in the spool as a run with such a tag would have left them; (ids of the four
+    others, id of the large one)."""
+    ordinary = Sampler(HOST, settings.interval_s)
+    text = base64.b64encode(os.urandom(tag_bytes * 3 // 4)).decode()
+    large = Sampler(HOST, settings.interval_s, [("note", text)])
+    spool = Spool(spool_directory(settings.collector_dir, settings.topic, HOST), 10**8)
+    try:
+        samples = [ordinary.sample(status=(n, 0)) for n in range(2)]
+        samples.append(large.sample(status=(2, 0)))
+        samples += [ordinary.sample(status=(n, 0)) for n in range(3, 5)]
+        for sample in samples:
+            spool.append(to_json(sample))
+    finally:
+        spool.close()
+        ordinary.close()
+        large.close()
+    ids = [sample["event_id"] for sample in samples]
+    return ids[:2] + ids[3:], ids[2]
+
+
+@pytest.mark.parametrize(
+    ("topic_limit", "tag_bytes"),
+    [
+        (None, 2 * 2**20),  # over aiokafka's max_request_size (1 MiB): refused before sending
+        (20_000, 60_000),  # under it, over the topic's max.message.bytes: the broker refuses
+    ],
+    ids=["producer-limit", "broker-limit"],
+)
+async def test_a_sample_too_large_for_kafka_is_dropped_counted_and_holds_up_nothing(
+    settings: Settings, processes: Processes, topic_limit: int | None, tag_bytes: int
+):
+    settings = settings.model_copy(update={"topic": f"{settings.topic}_{uuid.uuid4().hex[:8]}"})
+    if topic_limit is not None:
+        await create_topic(settings, topic_limit)
+    good, large = spool_of_a_previous_run(settings, tag_bytes)
+    count = 15  # 3 s at 0.2 s: the later samples are taken after the large one is dropped
+    done = await asyncio.to_thread(
+        run_command, settings_env(settings), "collect", "--count", str(count)
+    )
+    assert done.returncode == 0, done.stderr
+
+    records = [orjson.loads(value) for *_, value in await read_topic(settings)]
+    ids = [record["event_id"] for record in records]
+    # The samples behind the large one, then every new one, each once and in order.
+    assert ids[:4] == good
+    assert len(ids) == 4 + count == len(set(ids))
+    assert large not in ids
+    dropped = [record["collector"]["dropped_samples"] for record in records[4:]]
+    assert dropped == sorted(dropped)
+    assert dropped[-1] == 1
+    assert waiting(settings) == []
+    assert done.stderr.count("is too large for Kafka and is dropped") == 1, done.stderr
+    assert "1 samples dropped so far" in done.stderr
+    # A refusal is not an outage: the samples refused with the large one simply go again.
+    assert "stopped acknowledging" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_spool_damaged_under_the_collector_stops_it_with_one_line(
+    own_kafka: Stack, settings: Settings, processes: Processes
+):
+    # Enough samples through an outage that the newest are no longer kept in memory
+    # and are read back from the spool's file when Kafka returns.
+    settings = settings.model_copy(update={"interval_s": 0.05})
+    collector = processes.start(settings_env(settings), "collect", name="collector")
+    await eventually(
+        lambda: asyncio.sleep(0, "sampling" in processes.log("collector")), what="collector start"
+    )
+    await stop_kafka(own_kafka)
+    await eventually(
+        lambda: asyncio.sleep(0, len(waiting(settings)) >= 150), what="samples in the spool"
+    )
+    # Another program (or the disk) overwrites part of the newest sample spooled.
+    (segment,) = spool_directory(settings.collector_dir, settings.topic, HOST).glob("*.log")
+    with segment.open("r+b") as file:
+        file.seek(segment.stat().st_size - 1000)
+        file.write(b"\xff" * 100)
+    await start_kafka(own_kafka)
+
+    returncode = await asyncio.to_thread(collector.wait, 90)
+    log = processes.log("collector")
+    assert returncode == 1, log
+    (line,) = [line for line in log.splitlines() if "CRITICAL" in line]
+    assert "the collector stops: delivery to Kafka died of SpoolDamaged" in line, log
+    assert str(segment) in line
+    assert "samples stay in the spool" in line
+    assert "Traceback" not in log
+    sent = [orjson.loads(value)["event_id"] for *_, value in await read_topic(settings)]
+    assert sent, "the samples before the damaged one were sent"
+
+    # The next run cuts the damaged record off, says so, and sends what is left once.
+    left = [orjson.loads(payload)["event_id"] for payload in waiting(settings)]
+    again = await asyncio.to_thread(run_command, settings_env(settings), "collect", "--count", "1")
+    assert again.returncode == 0, again.stderr
+    assert "cut short" in again.stderr
+    ids = [orjson.loads(value)["event_id"] for *_, value in await read_topic(settings)]
+    assert ids[: len(sent)] == sent
+    assert len(ids) == len(set(ids))
+    assert set(left) <= set(ids)

@@ -31,7 +31,8 @@ def test_worker_without_a_database_exits_with_one_clear_line(pipeline_settings: 
     env = settings_env(pipeline_settings.model_copy(update={"postgres_dsn": dsn}))
     done = run_command(env, "worker", timeout_s=60)
     assert done.returncode == 1
-    assert f"hoststream: PostgreSQL at 127.0.0.1:{port}/hoststream is unreachable" in done.stderr
+    at = f"postgresql://hoststream@127.0.0.1:{port}/hoststream"
+    assert f"hoststream: PostgreSQL at {at} is unreachable" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 

@@ -1,13 +1,15 @@
-"""The on-disk spool: order, the size limit, the dropped count, and surviving a restart."""
+"""The on-disk spool: order, the size limit, the dropped count, surviving a restart, and
+a file damaged under it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from collector import spool as spool_module
-from collector.spool import Spool, SpoolLocked, spool_directory, spooled
+from collector.spool import Spool, SpoolDamaged, SpoolLocked, spool_directory, spooled
 
 
 def payload(n: int) -> bytes:
@@ -41,6 +43,40 @@ def test_a_full_spool_drops_the_oldest_and_counts_them_across_restarts(tmp_path:
     reopened = Spool(tmp_path, max_bytes=60)
     assert reopened.dropped == 3
     assert contents(reopened) == [payload(n) for n in range(3, 8)]
+
+
+def test_a_sample_kafka_refused_leaves_and_counts_as_dropped_across_restarts(tmp_path: Path):
+    spool = Spool(tmp_path, max_bytes=60)  # room for 5
+    for n in range(3):
+        spool.append(payload(n))
+    spool.refused(1)
+    assert (spool.dropped, contents(spool)) == (1, [payload(0), payload(2)])
+    for n in range(3, 7):
+        spool.append(payload(n))  # one more than fits: the full spool drops sample 0
+    spool.close()
+    reopened = Spool(tmp_path, max_bytes=60)
+    assert reopened.dropped == 2
+    assert contents(reopened) == [payload(n) for n in (2, 3, 4, 5, 6)]
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "truncated"])
+def test_a_sample_damaged_after_it_was_spooled_is_an_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+):
+    monkeypatch.setattr(spool_module, "CACHED", 2)  # the others are read back from the file
+    spool = Spool(tmp_path, max_bytes=10_000)
+    for n in range(4):
+        spool.append(payload(n))
+    (segment,) = tmp_path.glob("*.log")
+    if damage == "truncated":
+        os.truncate(segment, segment.stat().st_size - 5)
+    else:
+        with segment.open("r+b") as file:
+            file.seek(-5, os.SEEK_END)
+            file.write(b"99999")
+    assert [data for _, data in spool.oldest(3)] == [payload(n) for n in range(3)]
+    with pytest.raises(SpoolDamaged, match=f"sample 3 in the spool file {segment} "):
+        spool.oldest(4)
 
 
 def test_samples_being_sent_are_not_dropped(tmp_path: Path):

@@ -11,6 +11,7 @@ class Batch:
 
     def __init__(self) -> None:
         self.finished: list[BaseException | None] = []
+        self.done = asyncio.get_running_loop().create_future()
 
     def finish(self, failure: BaseException | None = None) -> None:
         self.finished.append(failure)
@@ -79,3 +80,16 @@ async def test_a_failed_write_fails_every_batch_it_covers():
         (failure,) = batch.finished
         assert isinstance(failure, RuntimeError)
     assert not rows.due()
+
+
+async def test_rows_held_at_a_rebalance_are_dropped_and_their_batches_given_up():
+    rows, sinks = live(60)
+    batch = Batch()
+    rows.hold(batch, {"5min": [row("db-1", 3)]})
+    rows.drop()
+    assert batch.done.cancelled()
+    rows.hold(Batch(), {"5min": [row("web-1", 1)]})
+    rows.interval_s = 0
+    await rows.write()
+    assert [r.host_id for r in sinks["5min"].rows] == ["web-1"]
+    assert batch.finished == []

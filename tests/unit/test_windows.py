@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.windows import (
+    INT64_MAX,
     SKETCH_MIN_PERCENT,
     SKETCH_RELATIVE_ACCURACY,
     Thresholds,
@@ -16,6 +17,7 @@ from schemas.windows import (
     decode,
     encode,
     exact_quantile,
+    expired_hosts,
     fold,
     gold_row,
     is_late,
@@ -168,3 +170,27 @@ def test_a_replayed_batch_is_not_judged_twice():
     assert [s.offset for s in again.replayed] == [1, 2, 3]
     more = judge([*samples, sample(offset=4, t=1_310)], first.watermarks, grace_s=60)
     assert [s.offset for s in more.on_time["5min"]] == [4]
+
+
+def test_byte_totals_saturate_at_64_bits_instead_of_overflowing_the_row():
+    def huge(offset: int) -> WindowSample:
+        return WindowSample("h", 0.0, 0, offset, 1.0, 1.0, 1.0, INT64_MAX - 1, INT64_MAX - 1)
+
+    one = aggregate([huge(1), huge(2)])
+    assert one.net_bytes_sent == INT64_MAX
+    both = merge(one, aggregate([huge(3)]))
+    assert (both.net_bytes_sent, both.net_bytes_recv) == (INT64_MAX, INT64_MAX)
+    assert both.count == 3
+
+
+def test_watermarks_of_hosts_quiet_longer_than_the_retention_expire_by_event_time():
+    day = 86_400.0
+    marks = {
+        "busy": Watermark(newest_s=10 * day, partition=0, offset=9),
+        "quiet": Watermark(newest_s=8 * day, partition=0, offset=3),
+        "recent": Watermark(newest_s=9.5 * day, partition=0, offset=5),
+        # Alone on its partition: nothing newer there says time has moved on.
+        "alone": Watermark(newest_s=1 * day, partition=1, offset=1),
+    }
+    assert expired_hosts(marks, retention_s=day) == ["quiet"]
+    assert expired_hosts({}, retention_s=day) == []
