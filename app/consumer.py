@@ -18,6 +18,21 @@ revoked Faust empties the agents' queues, then waits, without a time limit, for
 every pending record to be acknowledged, and a batch emptied from a queue never
 is. A batch still in flight at a rebalance or at shutdown is instead given up
 unacknowledged, and read again from the committed offset.
+
+Faust commits, per partition, the end of the first run of offsets that are
+acknowledged or recorded as gaps (offsets the log does not hold), so a gap that
+covers a record makes that record count as written. Gaps are therefore recorded
+only from records read in order since the last seek, never from a fetch a seek
+overtook, and a seek forgets the gaps it makes uncertain; the commit also waits
+until that run starts at the committed offset.
+
+Faust 0.15.3 internals this module relies on, all here and nowhere else: the
+consumer's books (``_read_offset``, ``_committed_offset``, ``_acked``,
+``_acked_index``, ``_n_acked``, ``_gap``: an interval tree per partition),
+``_new_offset``, ``_drain_messages``, ``_wait_next_records``, ``_commit_every``,
+``_buffered_partitions``, ``_to_message``, ``_thread`` and ``ack_lock``; of its
+aiokafka consumer thread, ``_create_worker_consumer``, ``_fetch_records``,
+``_seek_wait`` and ``_ensure_consumer``; aiokafka's ``_fetch_max_wait_ms``.
 """
 
 from __future__ import annotations
@@ -26,11 +41,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NamedTuple
 
 import faust
 from aiokafka.structs import ConsumerRecord
+from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
@@ -40,6 +56,15 @@ Records = list[ConsumerRecord[bytes, bytes]]
 BatchHandler = Callable[[Records], Awaitable[None]]
 
 log = logging.getLogger(__name__)
+
+
+class Fetch(NamedTuple):
+    """One fetch's records by partition, and the seeks counted when aiokafka handed
+    them out (``_ConsumerThread.fetched_after_seeks``)."""
+
+    records: dict[TP, Records]
+    seeks: int
+
 
 FETCH_MAX_WAIT_MS = 100
 """How long the broker may hold a fetch that found no new records. Faust sets 1500 ms,
@@ -99,6 +124,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.read_from = {}
+        self._sought: dict[TP, int] = {}
+        """Per partition sought since its last batch, the offset sought: the next record
+        expected there. Faust's read offset cannot tell it from an offset read."""
         self._refused: dict[TP, int] = {}
         """Per partition refused a commit, the first acknowledged offset last logged."""
 
@@ -106,13 +134,17 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         # Faust commits past offsets not yet acknowledged in two cases: when the
         # partition has no commit (or 0) it skips its check, and it lets one missing
         # offset at the head pass (faust-streaming #606). A batch given up at a
-        # rebalance would then be skipped for good. Acknowledgements must start
-        # exactly at the committed offset (no gaps: the metrics topic is not compacted).
+        # rebalance would then be skipped for good. Acknowledged offsets and gaps
+        # (offsets the log does not hold) must start at the committed offset: Faust
+        # then commits the end of their first run, which crosses no other offset.
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
         start = committed if committed is not None else self.read_from.get(tp)
-        if acked and start is not None and not self._gap[tp] and min(acked) > start:
-            first = min(acked)
+        gaps = self._gap[tp]
+        first = min(acked, default=None)
+        if first is not None and gaps:
+            first = min(first, gaps.begin())
+        if first is not None and start is not None and first > start:
             if self._refused.get(tp) != first:
                 self._refused[tp] = first
                 log.info(
@@ -125,6 +157,43 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             return None
         result: int | None = super()._new_offset(tp)
         return result
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._sought_to({partition: offset})
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        # aiokafka seeks only the partitions committed above 0. Its callers (Faust's
+        # recovery, app/seeking.py, _fetch) stop the flow first, so no fetch is booked
+        # between the seek in the consumer's thread and this reset.
+        self._sought_to({tp: offset for tp, offset in committed.items() if offset and offset > 0})
+        return committed
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        await super().seek_wait(partitions)
+        self._sought_to(partitions)
+
+    def _sought_to(self, offsets: Mapping[TP, int]) -> None:
+        """Reset the books of partitions just sought: records from the sought offsets
+        on will be read (again), so only what is learnt from reading them counts.
+
+        A gap is known only between records read in order from one position; one
+        recorded from a position a seek abandoned would count unread records as
+        missing from the log. Gaps from the sought offset on are forgotten, with the
+        offsets Faust already moved from them into its acknowledged list (those are
+        the ones not in its index of acknowledged records)."""
+        for partition, offset in offsets.items():
+            tp = ensure_TP(partition)
+            self._sought[tp] = offset
+            self._read_offset[tp] = offset if offset else None  # as Faust's seek
+            gaps = self._gap.get(tp)
+            if gaps and gaps.end() > offset:
+                gaps.chop(offset, gaps.end())
+            acked = self._acked.get(tp)
+            if acked:
+                acked_index = self._acked_index[tp]
+                acked[:] = [o for o in acked if o < offset or o in acked_index]
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -139,38 +208,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         # Replaces Faust's per-record loop (Consumer._drain_messages), keeping its rules:
         # a record below the partition's read offset was delivered already, and a jump
         # past the read offset is a gap Faust must be told about to commit across it.
-        handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
-        read_offset: MutableMapping[TP, int | None] = self._read_offset
         try:
             while not (self.should_stop or fetcher.should_stop):
-                fetched = await self._fetch(wait_s=1.0)
-                seeks = self._consumer_thread.fetched_after_seeks
-                batches: dict[str, Records] = {}
-                read_up_to: dict[TP, int] = {}
-                for tp, records in fetched.items():
-                    last = read_offset.get(tp)
-                    if last is not None and records[0].offset < last:
-                        records = [r for r in records if r.offset >= last]
-                    if not records:
-                        continue
-                    if tp.topic not in handlers:
-                        await self._deliver_one_by_one(tp, records)
-                        continue
-                    if self.app.topics.acks_enabled_for(tp.topic):
-                        await self._add_gaps(tp, last, records)
-                    batches.setdefault(tp.topic, []).extend(records)
-                    read_up_to[tp] = records[-1].offset
-                if self._consumer_thread.seeks != seeks:
-                    # A partition was sought after aiokafka handed these records out (a
-                    # restart's or a rebalance's seek, while they were on their way to
-                    # this thread): taking them would set the read offset past the
-                    # records the seek asked for, which would then be skipped. aiokafka
-                    # reads from the new positions; these come again if still wanted.
-                    continue
-                read_offset.update(read_up_to)
-                for topic, records in batches.items():
-                    if not await self._hand_over(handlers[topic], records):
-                        await self._read_again(records)
+                await self._take(await self._fetch(wait_s=1.0))
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -183,42 +223,111 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             if not self.transport.app.should_stop:
                 raise
 
-    async def _fetch(self, wait_s: float) -> dict[TP, Records]:
+    async def _fetch(self, wait_s: float) -> Fetch:
         """One fetch, by partition: Faust's ``getmany`` without its generator and its
         message per record."""
         records, active = await self._wait_next_records(wait_s)
+        seeks = self._consumer_thread.fetched_after_seeks
         if not records or self.should_stop:
-            return {}
+            return Fetch({}, seeks)
         if not self.flow_active:
             # As Faust's getmany: a fetch that returns while the flow is stopped
             # (a rebalance) is dropped and its partitions sought back to their commits.
             await self.perform_seek()
-            return {}
+            return Fetch({}, seeks)
         fetched: dict[TP, Records] = {}
         for tp, batch in records.items():
             if active is None or tp in active or tp in self._buffered_partitions:
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 fetched[tp] = batch
-        return fetched
+        return Fetch(fetched, seeks)
 
-    async def _add_gaps(self, tp: TP, last: int | None, records: Records) -> None:
-        """Tell Faust of offsets the log skips before and within ``records``."""
-        first = records[0].offset
-        if last and first - last > 1:
-            await self._add_gap(tp, last + 1, first)
-        if records[-1].offset - first + 1 == len(records):
-            return  # contiguous: the usual case on a topic that is never compacted
-        for before, after in itertools.pairwise(records):
-            if after.offset - before.offset > 1:
-                await self._add_gap(tp, before.offset + 1, after.offset)
+    async def _take(self, fetch: Fetch) -> None:
+        """Book ``fetch``'s records as read and hand them over: a batch per topic."""
+        if self._consumer_thread.seeks != fetch.seeks:
+            # A partition was sought after aiokafka handed these records out (a
+            # restart's or a rebalance's seek, while they were on their way to this
+            # thread): they are from before the seek, so they must leave no trace in
+            # the books. Their read offset would skip the records the seek asked for,
+            # and a gap from the sought offset to them would let Faust commit across
+            # records never written. aiokafka reads from the new positions; these come
+            # again if still wanted.
+            return
+        handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
+        batches: dict[str, Records] = {}
+        one_by_one: dict[TP, Records] = {}
+        # No await until every batch partition is booked: a seek in between would find
+        # the books half-updated from a fetch it made stale.
+        for tp, fetched in fetch.records.items():
+            records, expected = self._unread(tp, fetched)
+            if not records:
+                continue
+            if tp.topic in handlers:
+                self._book(tp, records, expected)
+                batches.setdefault(tp.topic, []).extend(records)
+            else:
+                one_by_one[tp] = records
+        for tp, records in one_by_one.items():
+            await self._deliver_one_by_one(tp, records, fetch.seeks)
+        for topic, records in batches.items():
+            if not await self._hand_over(handlers[topic], records):
+                await self._read_again(records)
 
-    async def _deliver_one_by_one(self, tp: TP, records: Records) -> None:
+    def _unread(self, tp: TP, records: Records) -> tuple[Records, int | None]:
+        """The records of ``tp`` not read yet, and the offset expected next (None when
+        unknown): the sought offset after a seek, else the one after the last read."""
+        sought = self._sought.get(tp)
+        last = self._read_offset.get(tp)
+        if sought is not None:
+            floor = expected = sought
+        elif last is not None:
+            # Faust's rule: a record below the last one read was delivered already.
+            floor, expected = last, last + 1
+        else:
+            return records, None
+        if records[0].offset < floor:
+            records = [r for r in records if r.offset >= floor]
+        return records, expected
+
+    def _book(self, tp: TP, records: Records, expected: int | None) -> None:
+        """Book ``records`` (not empty) as read, and the offsets the log skips before
+        and among them as gaps Faust may commit across. Their handler acknowledges
+        them (:func:`deliver_in_batches`), so the gaps count whatever the topic's
+        ``acks`` says, as :meth:`acknowledge` does."""
+        if expected is not None:
+            self._add_gap_now(tp, expected, records[0].offset)
+        if records[-1].offset - records[0].offset + 1 != len(records):
+            for before, after in itertools.pairwise(records):
+                self._add_gap_now(tp, before.offset + 1, after.offset)
+        self._sought.pop(tp, None)
+        self._read_offset[tp] = records[-1].offset
+
+    def _add_gap_now(self, tp: TP, start: int, end: int) -> None:
+        """Record offsets ``start`` to ``end`` (excluded) as missing from the log.
+
+        Faust's ``_add_gap`` yields to the loop (a seek could come in between) and
+        includes ``end``, the offset of the record after the gap, which would count
+        as acknowledged before it is; it also keeps the committed offset itself out of
+        a gap, where a transaction marker or a compacted record can leave it missing.
+        """
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            start = max(start, committed)
+        if start < end:
+            gaps = self._gap[tp]
+            gaps.addi(start, end)
+            gaps.merge_overlaps()
+
+    async def _deliver_one_by_one(self, tp: TP, records: Records, seeks: int) -> None:
         # Faust's own path, for the tables' changelogs.
         for record in records:
             if not self.flow_active:
                 return
             message = self._to_message(tp, record)
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            if self._consumer_thread.seeks != seeks:
+                return  # sought meanwhile: the rest of the fetch is stale
+            self._sought.pop(tp, None)
             self._read_offset[tp] = record.offset
 
     def message_of(self, record: ConsumerRecord[bytes, bytes]) -> Message:

@@ -13,7 +13,8 @@ lagged behind it and gold judged samples after it first.
 This handler runs when recovery completes, before Faust resumes the stream
 partitions: it stops the flow (Faust resumes it after its own seek) and seeks
 each partition to its committed offset, or to the earliest one when the group
-has none (or 0), as ``consumer_auto_offset_reset="earliest"`` intends.
+has none (or 0), as ``consumer_auto_offset_reset="earliest"`` intends. Both seeks
+reset the consumer's books from the offsets they seek to (app/consumer.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from faust.transport.consumer import ensure_TP
 from mode.types.signals import BaseSignalT
 
+from app.consumer import batching_consumer
 from app.core import app
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 async def seek_before_reading(
     sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
 ) -> None:
-    consumer: Any = app.consumer
+    consumer = batching_consumer(app)
     consumer.stop_flow()
     committed = {
         tp: offset
