@@ -233,7 +233,7 @@ def _expire_watermarks(batch: Batch) -> None:
         with on_partition_of(batch.event_of(marks[host].partition)):
             del host_watermarks[host]
     if expired:
-        log.info("forgot %d hosts whose windows expired", len(expired))
+        log.info("forgot the watermarks of %d hosts whose windows expired", len(expired))
 
 
 def _fold_windows(

@@ -299,3 +299,43 @@ async def test_a_second_worker_joining_mid_stream_gives_the_same_tables(
         await check_tables(database, settings, stream)
     finally:
         await database.close()
+
+
+async def test_a_host_gone_quiet_past_the_retention_is_forgotten_and_may_come_back(
+    pipeline_settings: Settings, processes: Processes
+):
+    """Per-host state expires: the watermark of a host whose newest sample is older
+    than the retention (by the newest sample of its partition) is deleted, the worker
+    goes on, and the host counts again in gold when it returns."""
+    settings = tuned(pipeline_settings, topic_partitions=1, gold_retention_s=3600.0)
+    now = datetime.now(UTC)
+    rng = random.Random(3)
+    gone = [
+        synthetic_document("gone-1", now - timedelta(hours=3, seconds=-10 * i), rng)
+        for i in range(5)
+    ]
+    busy = [
+        synthetic_document("busy-1", now - timedelta(minutes=5, seconds=-10 * i), rng)
+        for i in range(5)
+    ]
+    await ensure_topics(settings)
+    # Produced before the worker starts: its first batch holds both hosts, and gold
+    # looks for expired watermarks after its first batch.
+    await produce(settings, [(d["host_id"].encode(), orjson.dumps(d)) for d in gone + busy])
+    worker = processes.start(settings_env(settings), "worker", name="worker")
+    await eventually(lambda: committed_up_to_end(settings), what="the stream to be processed")
+    assert "forgot the watermarks of 1 hosts whose windows expired" in processes.log("worker")
+
+    back = synthetic_document("gone-1", now - timedelta(minutes=1), rng)
+    await produce(settings, [(b"gone-1", orjson.dumps(back))])
+    await eventually(lambda: committed_up_to_end(settings), what="the returning host")
+    assert worker.poll() is None
+    database = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
+    try:
+        counts = await database.fetch(
+            "SELECT host_id, sum(sample_count) AS samples FROM gold.perf_5min_summary "
+            "GROUP BY host_id"
+        )
+    finally:
+        await database.close()
+    assert {r["host_id"]: r["samples"] for r in counts} == {"gone-1": 6, "busy-1": 5}
