@@ -232,8 +232,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             return Fetch({}, seeks)
         if not self.flow_active:
             # As Faust's getmany: a fetch that returns while the flow is stopped
-            # (a rebalance) is dropped and its partitions sought back to their commits.
+            # (a rebalance) is dropped and its partitions sought back to their commits,
+            # or to where they were read from when they have none.
             await self.perform_seek()
+            await self._seek_back(records)
             return Fetch({}, seeks)
         fetched: dict[TP, Records] = {}
         for tp, batch in records.items():
@@ -250,8 +252,9 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             # thread): they are from before the seek, so they must leave no trace in
             # the books. Their read offset would skip the records the seek asked for,
             # and a gap from the sought offset to them would let Faust commit across
-            # records never written. aiokafka reads from the new positions; these come
-            # again if still wanted.
+            # records never written. They are read again from where the seek put
+            # their partitions, which it may not have moved.
+            await self._seek_back(fetch.records)
             return
         handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
         batches: dict[str, Records] = {}
@@ -272,6 +275,22 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         for topic, records in batches.items():
             if not await self._hand_over(handlers[topic], records):
                 await self._read_again(records)
+
+    async def _seek_back(self, records: Mapping[TP, Records]) -> None:
+        """Put the partitions of a dropped fetch back where reading must go on.
+
+        aiokafka's position has passed the dropped records whether or not a seek
+        moved it since: ``seek_to_committed`` leaves a partition that has no commit
+        (or 0) where it is, and a seek of the tables' changelogs moves no partition
+        of the topic. Left there, the records are never read, and the next fetch
+        books them as a gap that commits cross. Each partition goes back to the
+        offset it was last sought to, or else to its first record dropped.
+        """
+        handlers: dict[str, BatchHandler] = self.app.batch_handlers  # type: ignore[attr-defined]
+        assigned = self.assignment()
+        for tp, records_of_tp in records.items():
+            if tp.topic in handlers and tp in assigned and records_of_tp:
+                await self.seek(tp, self._sought.get(tp, records_of_tp[0].offset))
 
     def _unread(self, tp: TP, records: Records) -> tuple[Records, int | None]:
         """The records of ``tp`` not read yet, and the offset expected next (None when

@@ -209,3 +209,23 @@ async def test_a_fetch_overlapped_by_a_seek_leaves_no_gap(driver: Driver) -> Non
     assert await driver.commit() == 17
     driver.acknowledge(fourth)
     assert await driver.commit() == 23
+
+
+async def test_a_fetch_dropped_when_a_seek_moved_nothing_is_read_again(driver: Driver) -> None:
+    """A start without a commit: app/seeking.py seeks to the earliest offset, then
+    Faust seeks to the committed offsets, which leaves a partition without one where
+    it is. A fetch taken between the two is dropped as stale; its records must be read
+    again, not skipped and booked as a gap that the commit crosses."""
+    consumer, tp = driver.consumer, driver.tp
+    first, second, *_ = (records_of(t) for t in range(TRANSACTIONS))
+    await consumer.seek(tp, 0)
+    consumer.read_from[tp] = 0
+    stale = await driver.fetch()
+    await consumer.perform_seek()
+    assert await driver.take(stale) == []
+    assert await driver.read() == first
+    assert await driver.read() == second
+    driver.acknowledge(second)
+    assert await driver.commit() is None
+    driver.acknowledge(first)
+    assert await driver.commit() == 11
