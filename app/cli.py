@@ -197,6 +197,7 @@ def worker(
     mode.loop.use("uvloop")
     from app import pipeline  # noqa: F401  (registers the agents, tables and pages)
     from app.core import app
+    from app.quiet_logs import quiet_repeats
 
     worker = faust.Worker(app, loglevel=loglevel)
     # aiokafka and Faust log every message sent at debug level, and the worker's
@@ -204,6 +205,7 @@ def worker(
     level = max(logging.INFO, logging.getLevelNamesMapping().get(loglevel.upper(), logging.INFO))
     for name in ("aiokafka", "faust"):
         logging.getLogger(name).setLevel(level)
+    quiet_repeats("aiokafka")
     # The worker allocates a dozen tracked objects per record, few of them in cycles:
     # at Python's default threshold (700) the young generation was collected every
     # few dozen records, and every full collection walked the modules and the app
