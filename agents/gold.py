@@ -15,18 +15,16 @@ from agents.batch import Batch, on_partition_of
 from app.core import app, settings
 from app.stats import stats
 from app.topics import gold_batches
+from schemas.anomalies import GoldRow, Thresholds, gold_row
 from schemas.rows import window_sample
 from schemas.windows import (
     WINDOW_SIZES_S,
-    GoldRow,
-    Thresholds,
     Watermark,
     WindowSample,
     decode,
     encode,
     expired_hosts,
     fold,
-    gold_row,
     judge,
     window_start,
 )

@@ -1,15 +1,9 @@
-"""Window maths for gold: tumbling windows, mergeable aggregates, a p95 sketch.
+"""Window maths for gold: tumbling windows, mergeable aggregates, event-time judging.
 
 Pure functions only: the gold agent keeps one :class:`WindowAggregate` per
 (host, window) in a Faust table and merges each batch's partial aggregate into
-it, so the table is written once per key per batch, not once per event.
-
-Percentiles use nearest rank: p95 of n values is the ceil(0.95 n)-th smallest.
-The sketch keeps counts in logarithmic buckets (as DDSketch does), so its p95
-is within 0.5 % of the exact value for values of at least
-:data:`SKETCH_MIN_PERCENT`; smaller values fall in one zero bucket (absolute
-error below that bound). Merging two sketches adds their counts: exact, so a
-window's p95 is the same however its samples were batched.
+it, so the table is written once per key per batch, not once per event. A
+window's CPU and memory p95 come from the sketch in :mod:`schemas.quantiles`.
 """
 
 from __future__ import annotations
@@ -17,9 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 import orjson
+
+from schemas.quantiles import bucket, merge_counts
 
 INT64_MAX = 2**63 - 1
 """Byte totals saturate here: PostgreSQL's bigint and BigQuery's INT64 end there
@@ -28,59 +23,10 @@ INT64_MAX = 2**63 - 1
 WINDOW_SIZES_S = {"5min": 300, "1h": 3600}
 """The gold windows: name -> size in seconds."""
 
-SKETCH_RELATIVE_ACCURACY = 0.005
-SKETCH_MIN_PERCENT = 0.01
-_GAMMA = (1 + SKETCH_RELATIVE_ACCURACY) / (1 - SKETCH_RELATIVE_ACCURACY)
-_LOG_GAMMA = math.log(_GAMMA)
-_ZERO_BUCKET = -(2**31)
-
 
 def window_start(epoch_s: float, size_s: int) -> int:
     """Start (epoch seconds) of the tumbling window of ``size_s`` that holds ``epoch_s``."""
     return int(epoch_s // size_s) * size_s
-
-
-def bucket(value: float) -> int:
-    """The sketch bucket of a non-negative value."""
-    if value < SKETCH_MIN_PERCENT:
-        return _ZERO_BUCKET
-    return math.ceil(math.log(value) / _LOG_GAMMA)
-
-
-def bucket_value(index: int) -> float:
-    """The value a bucket stands for: within the relative accuracy of all it holds."""
-    if index == _ZERO_BUCKET:
-        return 0.0
-    return 2 * _GAMMA**index / (_GAMMA + 1)
-
-
-def quantile(buckets: dict[int, int], q: float) -> float:
-    """Nearest-rank quantile ``q`` (0-1] from bucket counts; 0.0 when empty."""
-    total = sum(buckets.values())
-    if total == 0:
-        return 0.0
-    rank = max(1, math.ceil(q * total))
-    seen = 0
-    for index in sorted(buckets):
-        seen += buckets[index]
-        if seen >= rank:
-            return bucket_value(index)
-    raise AssertionError("unreachable: rank is at most the total count")
-
-
-def exact_quantile(values: Iterable[float], q: float) -> float:
-    """The exact nearest-rank quantile, the sketch's reference."""
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
-
-
-def _merge_counts(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
-    merged = dict(a)
-    for index, count in b.items():
-        merged[index] = merged.get(index, 0) + count
-    return merged
 
 
 @dataclass(slots=True)  # not frozen: one per record, and frozen ones build slowly
@@ -179,10 +125,10 @@ def merge(a: WindowAggregate, b: WindowAggregate) -> WindowAggregate:
         count=a.count + b.count,
         cpu_sum=a.cpu_sum + b.cpu_sum,
         cpu_max=max(a.cpu_max, b.cpu_max),
-        cpu_buckets=_merge_counts(a.cpu_buckets, b.cpu_buckets),
+        cpu_buckets=merge_counts(a.cpu_buckets, b.cpu_buckets),
         memory_sum=a.memory_sum + b.memory_sum,
         memory_max=max(a.memory_max, b.memory_max),
-        memory_buckets=_merge_counts(a.memory_buckets, b.memory_buckets),
+        memory_buckets=merge_counts(a.memory_buckets, b.memory_buckets),
         net_bytes_sent=min(a.net_bytes_sent + b.net_bytes_sent, INT64_MAX),
         net_bytes_recv=min(a.net_bytes_recv + b.net_bytes_recv, INT64_MAX),
         disk_max_percent=max(a.disk_max_percent, b.disk_max_percent),
@@ -201,65 +147,6 @@ def decode(raw: str | bytes) -> WindowAggregate:
     for name in ("cpu_buckets", "memory_buckets", "offsets"):
         data[name] = {int(k): v for k, v in data[name].items()}
     return WindowAggregate(**data)
-
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    """Anomaly thresholds, percent 0-100."""
-
-    cpu_p95_percent: float = 90.0
-    memory_max_percent: float = 90.0
-    disk_max_percent: float = 90.0
-
-
-@dataclass(frozen=True, slots=True)
-class GoldRow:
-    """``gold.perf_5min_summary`` / ``gold.perf_1h_summary``: one host, one window."""
-
-    host_id: str
-    window_start: datetime
-    window_end: datetime
-    sample_count: int
-    cpu_avg_percent: float
-    cpu_max_percent: float
-    cpu_p95_percent: float
-    memory_avg_percent: float
-    memory_max_percent: float
-    memory_p95_percent: float
-    net_bytes_sent: int
-    """Sum of the samples' counter deltas, bytes."""
-    net_bytes_recv: int
-    disk_max_percent: float
-    cpu_anomaly: bool
-    memory_anomaly: bool
-    disk_anomaly: bool
-
-
-def gold_row(
-    host_id: str, start_s: int, size_s: int, agg: WindowAggregate, thresholds: Thresholds
-) -> GoldRow:
-    """The summary row of one window's aggregate, anomaly flags included."""
-    cpu_p95 = quantile(agg.cpu_buckets, 0.95)
-    memory_p95 = quantile(agg.memory_buckets, 0.95)
-    count = max(agg.count, 1)
-    return GoldRow(
-        host_id=host_id,
-        window_start=datetime.fromtimestamp(start_s, tz=UTC),
-        window_end=datetime.fromtimestamp(start_s + size_s, tz=UTC),
-        sample_count=agg.count,
-        cpu_avg_percent=agg.cpu_sum / count,
-        cpu_max_percent=agg.cpu_max,
-        cpu_p95_percent=cpu_p95,
-        memory_avg_percent=agg.memory_sum / count,
-        memory_max_percent=agg.memory_max,
-        memory_p95_percent=memory_p95,
-        net_bytes_sent=agg.net_bytes_sent,
-        net_bytes_recv=agg.net_bytes_recv,
-        disk_max_percent=agg.disk_max_percent,
-        cpu_anomaly=cpu_p95 > thresholds.cpu_p95_percent,
-        memory_anomaly=agg.memory_max > thresholds.memory_max_percent,
-        disk_anomaly=agg.disk_max_percent > thresholds.disk_max_percent,
-    )
 
 
 def is_late(sample_time_s: float, size_s: int, watermark_s: float, grace_s: float) -> bool:

@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import asyncpg
 
+from schemas.anomalies import GoldRow
 from schemas.rows import BronzeRow, RejectedRow, SilverRow
-from schemas.windows import WINDOW_SIZES_S, GoldRow
+from schemas.windows import WINDOW_SIZES_S
 from sinks.base import RowT
 from sinks.postgres import PostgresSink, Table, connect, ensure_schema, retrying
 

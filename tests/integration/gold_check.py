@@ -28,7 +28,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.settings import Settings
-from schemas.windows import SKETCH_MIN_PERCENT, SKETCH_RELATIVE_ACCURACY, WINDOW_SIZES_S
+from schemas.quantiles import SKETCH_MIN_PERCENT, SKETCH_RELATIVE_ACCURACY
+from schemas.windows import WINDOW_SIZES_S
 from tests.integration.fixtures import committed_up_to_end, eventually
 
 GOOD = "good"

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from schemas.anomalies import Thresholds, gold_row
 from schemas.rows import BronzeRow
-from schemas.windows import Thresholds, WindowAggregate, gold_row
+from schemas.windows import WindowAggregate
 from sinks.base import RowsRefused
 from sinks.medallion import BRONZE, GOLD
 from sinks.postgres import PostgresSink, Table, connect, ensure_schema

@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from app.preflight import ensure_topics
 from app.settings import Settings
 from collector.synthetic import synthetic_document
-from schemas.windows import WINDOW_SIZES_S, exact_quantile, window_start
+from schemas.quantiles import exact_quantile
+from schemas.windows import WINDOW_SIZES_S, window_start
 from tests.integration.fixtures import Processes, committed_up_to_end, eventually, settings_env
 from tests.stack_fixtures import free_port
 

@@ -2,7 +2,8 @@ import asyncio
 from datetime import UTC, datetime
 
 from agents.gold import LiveRows
-from schemas.windows import Thresholds, WindowAggregate, gold_row
+from schemas.anomalies import Thresholds, gold_row
+from schemas.windows import WindowAggregate
 from sinks.memory import ListSink
 
 

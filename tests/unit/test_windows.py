@@ -4,26 +4,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.windows import (
-    INT64_MAX,
+from schemas.anomalies import Thresholds, gold_row
+from schemas.quantiles import (
     SKETCH_MIN_PERCENT,
     SKETCH_RELATIVE_ACCURACY,
-    Thresholds,
+    bucket,
+    exact_quantile,
+    quantile,
+)
+from schemas.windows import (
+    INT64_MAX,
     Watermark,
     WindowAggregate,
     WindowSample,
     aggregate,
-    bucket,
     decode,
     encode,
-    exact_quantile,
     expired_hosts,
     fold,
-    gold_row,
     is_late,
     judge,
     merge,
-    quantile,
     window_start,
 )
 
