@@ -1,12 +1,10 @@
-"""A batch of Kafka records on its way through bronze, silver and gold.
+"""A batch of Kafka records on its way through the pipeline's stages.
 
-The consumer hands each fetch of the Kafka topic to bronze as one batch
-(app/consumer.py); bronze hands it to silver, silver to gold, over in-memory
-channels. The records are acknowledged (so Faust may commit their offsets) only
-when ``done`` resolves: after every sink wrote them. A batch leaves its room in
-the pipeline earlier, once gold has folded it: gold writes its live rows at a
-cadence, and the batches whose rows wait for that write must not hold up the
-next ones.
+The consumer hands each fetch of the metrics topic to the pipeline as one batch
+(runtime/consumer.py); the pipeline passes it from stage to stage over in-memory
+channels (runtime/pipeline.py). Its records are acknowledged (so Faust may commit
+their offsets) only when ``done`` resolves: after every sink flushed what the stages
+wrote of them (runtime/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -18,13 +16,11 @@ import os
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import faust
 from faust.streams import _current_event
 
-from app.consumer import Records, batching_consumer
-from app.core import app
+from runtime.consumer import BatchingConsumer, Records
 from schemas.rows import SilverRow
 
 log = logging.getLogger(__name__)
@@ -41,6 +37,7 @@ class Batch:
     done: asyncio.Future[None]
     room: asyncio.Semaphore
     """The pipeline's room: the batch holds one place in it until :meth:`free_room`."""
+    consumer: BatchingConsumer = field(repr=False)
     samples: list[SilverRow] = field(default_factory=list)
     """Silver rows gold aggregates: valid, and the first copy of each sample."""
     _events: dict[int, faust.Event] = field(default_factory=dict, repr=False)
@@ -49,12 +46,13 @@ class Batch:
     _holds_room: bool = field(default=True, repr=False)
 
     @classmethod
-    def of(cls, records: Records, room: asyncio.Semaphore) -> Batch:
+    def of(cls, records: Records, room: asyncio.Semaphore, consumer: BatchingConsumer) -> Batch:
         """A batch of ``records`` taking a place in ``room`` (acquired by the caller)."""
         return cls(
             records=records,
             done=asyncio.get_running_loop().create_future(),
             room=room,
+            consumer=consumer,
         )
 
     def free_room(self) -> None:
@@ -65,7 +63,7 @@ class Batch:
             self.room.release()
 
     def finish(self, failure: BaseException | None = None) -> None:
-        """Resolve ``done``: the last stage wrote the batch, or a stage failed on it.
+        """Resolve ``done``: every sink flushed the batch, or a stage failed on it.
         A batch abandoned at a rebalance is resolved already and stays so."""
         if self.done.done():
             return
@@ -74,37 +72,41 @@ class Batch:
         else:
             self.done.set_exception(failure)
 
+    def abandon(self) -> None:
+        """Give the batch up: its records are read again from the committed offsets."""
+        self.done.cancel()
+
     @property
     def abandoned(self) -> bool:
         """Given up at a rebalance: its records are read again from the committed offsets."""
         return self.done.cancelled()
 
-    def event_of(self, partition: int) -> faust.Event:
-        """A Faust event of the batch's last record from ``partition``: what a table
-        needs to pick that partition (see :func:`on_partition_of`)."""
+    @contextlib.contextmanager
+    def on_partition(self, partition: int) -> Iterator[None]:
+        """Make Faust table reads and writes use ``partition`` (one of the batch's).
+
+        Faust picks the RocksDB partition a table reads and writes, and a write's
+        changelog partition, from the event being processed. A batch has no single
+        event, and its stages run on in-memory channels; this sets it explicitly, to
+        an event of the batch's last record from ``partition``.
+        """
+        token = _current_event.set(weakref.ref(self._event_of(partition)))
+        try:
+            yield
+        finally:
+            _current_event.reset(token)
+
+    def _event_of(self, partition: int) -> faust.Event:
         event = self._events.get(partition)
         if event is None:
             r = next((r for r in reversed(self.records) if r.partition == partition), None)
             if r is None:
                 raise KeyError(f"no record of partition {partition} in this batch")
-            m = batching_consumer(app).message_of(r)
-            event = self._events[partition] = faust.Event(app, m.key, m.value, m.headers, m)
+            m = self.consumer.message_of(r)
+            event = self._events[partition] = faust.Event(
+                self.consumer.app, m.key, m.value, m.headers, m
+            )
         return event
-
-
-@contextlib.contextmanager
-def on_partition_of(event: Any) -> Iterator[None]:
-    """Make Faust table reads and writes use the partition of ``event``.
-
-    Faust picks the RocksDB partition a table reads and writes, and a write's
-    changelog partition, from the event being processed. A batch has no single
-    event, and gold runs on an in-memory channel's; this sets it explicitly.
-    """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def die(stage: str, exc: BaseException) -> None:

@@ -118,7 +118,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering registered topics a fetch at a time."""
 
     read_from: dict[TP, int]
-    """Where each partition was last sought to (app/seeking.py): the first offset that
+    """Where each partition was last sought to (runtime/seeking.py): the first offset that
     must be acknowledged before anything is committed when the group has no commit."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -165,7 +165,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
         # aiokafka seeks only the partitions committed above 0. Its callers (Faust's
-        # recovery, app/seeking.py, _fetch) stop the flow first, so no fetch is booked
+        # recovery, runtime/seeking.py, _fetch) stop the flow first, so no fetch is booked
         # between the seek in the consumer's thread and this reset.
         self._sought_to({tp: offset for tp, offset in committed.items() if offset and offset > 0})
         return committed
@@ -411,6 +411,16 @@ class BatchingApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_handlers: dict[str, BatchHandler] = {}
+        self._closing: list[Callable[[], Awaitable[None]]] = []
+
+    def on_shutdown_close(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Await ``close`` when the app shuts down, after its agents have stopped."""
+        self._closing.append(close)
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        for close in self._closing:
+            await close()
 
     def _new_transport(self) -> Any:
         # Faust picks the transport class from the broker URL's scheme; the

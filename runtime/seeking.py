@@ -14,7 +14,7 @@ This handler runs when recovery completes, before Faust resumes the stream
 partitions: it stops the flow (Faust resumes it after its own seek) and seeks
 each partition to its committed offset, or to the earliest one when the group
 has none (or 0), as ``consumer_auto_offset_reset="earliest"`` intends. Both seeks
-reset the consumer's books from the offsets they seek to (app/consumer.py).
+reset the consumer's books from the offsets they seek to (runtime/consumer.py).
 """
 
 from __future__ import annotations
@@ -25,16 +25,20 @@ from typing import Any
 from faust.transport.consumer import ensure_TP
 from mode.types.signals import BaseSignalT
 
-from app.consumer import batching_consumer
-from app.core import app
+from runtime.consumer import BatchingApp, batching_consumer
 
 log = logging.getLogger(__name__)
 
 
-@app.on_rebalance_complete.connect
-async def seek_before_reading(
-    sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
-) -> None:
+def seek_before_reading(app: BatchingApp) -> None:
+    """Seek ``app``'s partitions to their committed offsets after every rebalance."""
+
+    @app.on_rebalance_complete.connect
+    async def seek(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+        await _seek_to_committed(app)
+
+
+async def _seek_to_committed(app: BatchingApp) -> None:
     consumer = batching_consumer(app)
     consumer.stop_flow()
     committed = {

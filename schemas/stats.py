@@ -1,4 +1,4 @@
-"""Counters of what this worker did, served at ``/stats/`` and logged."""
+"""Counters of what this worker did, served at ``/stats/``."""
 
 from __future__ import annotations
 
@@ -22,8 +22,3 @@ class PipelineStats:
     """Records carrying a sample silver already had (same event_id)."""
     late_samples: int = 0
     """(sample, window) pairs that came after the window closed: in silver, not in gold."""
-    gold_rows: int = 0
-    """Gold rows upserted (a window once per write of live rows that includes it)."""
-
-
-stats = PipelineStats()

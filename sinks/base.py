@@ -1,8 +1,9 @@
 """The one contract every sink implements: PostgreSQL now, GCS and BigQuery next.
 
-An agent hands a sink the rows of one batch of Kafka events, then flushes it,
-and only then lets Faust commit those events' offsets. Sinks must therefore be
-idempotent: after a crash the same batch arrives again and must change nothing.
+A stage hands a sink the rows of one batch of Kafka records; the pipeline's
+checkpoint (runtime/checkpoint.py) flushes every sink and only then lets Faust
+commit those records' offsets. Sinks must therefore be idempotent: after a crash
+the same batch arrives again and must change nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class RowsRefused(Exception):
 class Sink(abc.ABC, Generic[RowT]):
     """Where rows end up. Use as ``async with sink:`` so it is always closed."""
 
+    rows_written: int = 0
+    """Rows the sink stored as new or replacing ones so far; a row it held already (a
+    replay) is not counted. A sink that cannot tell counts every row it stored."""
+
     @abc.abstractmethod
     async def write(self, rows: Sequence[RowT]) -> None:
         """Accept a batch of rows; a sink may write them now or at :meth:`flush`.
@@ -61,6 +66,11 @@ class Sink(abc.ABC, Generic[RowT]):
     @abc.abstractmethod
     async def flush(self) -> None:
         """Make every row accepted so far durable; returns only once it is."""
+
+    async def discard(self) -> None:
+        """Forget the rows accepted but not flushed: their records will be read again
+        (partitions taken away at a rebalance). A sink that writes at :meth:`write`
+        holds none."""
 
     @abc.abstractmethod
     async def close(self) -> None:

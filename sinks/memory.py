@@ -23,12 +23,16 @@ class ListSink(Sink[RowT], Generic[RowT]):
             raise RuntimeError("write to a closed sink")
         self._pending.extend(rows)
 
+    async def discard(self) -> None:
+        self._pending.clear()
+
     async def flush(self) -> None:
         for row in self._pending:
             key = self._key(row)
             if key not in self._seen:
                 self._seen.add(key)
                 self.rows.append(row)
+                self.rows_written += 1
         self._pending.clear()
 
     async def close(self) -> None:

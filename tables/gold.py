@@ -10,12 +10,12 @@ host's partition), and keep a window for ``HOSTSTREAM_GOLD_RETENTION_S``.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.types import FutureMessage
 
-from app.core import app, settings
 from schemas.windows import WINDOW_SIZES_S
 
 
@@ -44,21 +44,33 @@ class ChangelogAwaitedTable(faust.Table):
         await asyncio.gather(*sent)
 
 
-gold_windows: dict[str, Any] = {
-    name: app.tables.add(
-        ChangelogAwaitedTable(
-            app,
-            name=f"gold_{name}",
-            beacon=app.tables.beacon,
-            partitions=settings.topic_partitions,
-        )
-    ).tumbling(size_s, expires=settings.gold_retention_s)
-    for name, size_s in WINDOW_SIZES_S.items()
-}
-"""Window name (``5min``, ``1h``) -> Faust WindowWrapper over the windowed table."""
+@dataclass(frozen=True)
+class GoldTables:
+    """The tables gold keeps, registered with a Faust app by :meth:`add_to`."""
 
-host_watermarks: Any = app.Table(
-    "host_watermarks",
-    partitions=settings.topic_partitions,
-)
-"""Host id -> :class:`~schemas.windows.Watermark` as a dict: how far gold got per host."""
+    windows: dict[str, Any]
+    """Window name (``5min``, ``1h``) -> Faust WindowWrapper over the windowed table, whose
+    values are encoded :class:`~schemas.windows.WindowAggregate` objects."""
+    watermarks: Any
+    """Host id -> :class:`~schemas.windows.Watermark` as a dict: how far gold got per host."""
+
+    @classmethod
+    def add_to(cls, app: faust.App, partitions: int, retention_s: float) -> GoldTables:
+        windows = {
+            name: app.tables.add(
+                ChangelogAwaitedTable(
+                    app, name=f"gold_{name}", beacon=app.tables.beacon, partitions=partitions
+                )
+            ).tumbling(size_s, expires=retention_s)
+            for name, size_s in WINDOW_SIZES_S.items()
+        }
+        return cls(windows=windows, watermarks=app.Table("host_watermarks", partitions=partitions))
+
+    @property
+    def all(self) -> list[Any]:
+        """Every table (not window wrapper), for what concerns them all."""
+        return [*(w.table for w in self.windows.values()), self.watermarks]
+
+    async def windows_written(self) -> None:
+        """Wait until Kafka holds the changelog records of every window write so far."""
+        await asyncio.gather(*(w.table.changelog_written() for w in self.windows.values()))

@@ -1,21 +1,16 @@
-"""Pages of the worker's web server."""
+"""``/stats/``: what this worker wrote and rejected since it started."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Callable
 from typing import Any
 
-from app.core import app
-from app.stats import stats
-from sinks.postgres import waiting_for_postgres
+import faust
 
 
-@app.page("/stats/")
-async def pipeline_stats(web: Any, request: Any) -> Any:
-    """What this worker wrote and rejected since it started, as JSON.
+def add_stats_page(app: faust.App, figures: Callable[[], dict[str, Any]]) -> None:
+    """Serve ``figures()`` as JSON at ``/stats/``."""
 
-    ``waiting_for`` is null, or the outage the worker is waiting out: the service,
-    what failed first, the error, since when (UTC) and for how long (``waited_s``).
-    """
-    waiting = waiting_for_postgres()
-    return web.json({**asdict(stats), "waiting_for": waiting and waiting.as_json()})
+    @app.page("/stats/")
+    async def pipeline_stats(web: Any, request: Any) -> Any:
+        return web.json(figures())

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
-from app.consumer import BatchingConsumer, Fetch, Records, batching_consumer, deliver_in_batches
-from app.core import create_app
+from runtime.consumer import BatchingConsumer, Fetch, Records, batching_consumer, deliver_in_batches
+from app.worker import create_app
 from app.preflight import ensure_topics
 from app.settings import Settings
 

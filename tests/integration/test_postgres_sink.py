@@ -14,7 +14,7 @@ from schemas.anomalies import Thresholds, gold_row
 from schemas.rows import BronzeRow
 from schemas.windows import WindowAggregate
 from sinks.base import RowsRefused
-from sinks.medallion import BRONZE, GOLD
+from sinks.medallion_tables import BRONZE, GOLD
 from sinks.postgres import PostgresSink, Table, connect, ensure_schema
 
 pytestmark = pytest.mark.integration

@@ -1,14 +1,18 @@
+"""The checkpoint: a batch is finished (its records acknowledged) only once every sink
+flushed it; gold's coalescing sinks write the newest row of a window once per flush."""
+
 import asyncio
 from datetime import UTC, datetime
 
-from agents.gold import LiveRows
+from runtime.checkpoint import Checkpoint
 from schemas.anomalies import Thresholds, gold_row
 from schemas.windows import WindowAggregate
+from sinks.coalescing import CoalescingSink
 from sinks.memory import ListSink
 
 
 class Batch:
-    """What LiveRows asks of a batch."""
+    """What the checkpoint asks of a batch."""
 
     def __init__(self) -> None:
         self.finished: list[BaseException | None] = []
@@ -17,80 +21,98 @@ class Batch:
     def finish(self, failure: BaseException | None = None) -> None:
         self.finished.append(failure)
 
+    def abandon(self) -> None:
+        self.done.cancel()
+
 
 def row(host: str, count: int):
     start = int(datetime(2026, 11, 23, 19, tzinfo=UTC).timestamp())
     return gold_row(host, start, 300, WindowAggregate(count=count), Thresholds())
 
 
-def live(interval_s: float) -> tuple[LiveRows, dict[str, ListSink]]:
-    sinks = {
+def gold_sinks() -> tuple[dict[str, CoalescingSink], dict[str, ListSink]]:
+    stored = {
         name: ListSink(key=lambda r: (r.host_id, r.window_start, r.sample_count))
         for name in ("5min", "1h")
     }
-    rows = LiveRows(interval_s)
-    rows.sinks = sinks
-    return rows, sinks
+    coalescing = {
+        name: CoalescingSink(sink, key=lambda r: (r.host_id, r.window_start))
+        for name, sink in stored.items()
+    }
+    return coalescing, stored
+
+
+async def hold(sinks: dict[str, CoalescingSink], checkpoint: Checkpoint, batch, windows) -> None:
+    """What gold and the pipeline do with a batch: write its rows, then checkpoint it."""
+    for name, rows in windows.items():
+        await sinks[name].write(rows)
+    checkpoint.add(batch)
 
 
 async def test_with_no_interval_every_batch_is_written_and_finished_at_once():
-    rows, sinks = live(0)
+    sinks, stored = gold_sinks()
+    checkpoint = Checkpoint(list(sinks.values()), interval_s=0)
     batch = Batch()
-    rows.hold(batch, {"5min": [row("a", 1)], "1h": [row("a", 1)]})
-    assert rows.due()
-    await rows.write()
+    await hold(sinks, checkpoint, batch, {"5min": [row("a", 1)], "1h": [row("a", 1)]})
+    assert checkpoint.due()
+    await checkpoint.commit()
     assert batch.finished == [None]
-    assert [r.host_id for r in sinks["5min"].rows] == ["a"]
-    assert [r.host_id for r in sinks["1h"].rows] == ["a"]
+    assert [r.host_id for r in stored["5min"].rows] == ["a"]
+    assert [r.host_id for r in stored["1h"].rows] == ["a"]
 
 
 async def test_batches_wait_for_the_interval_and_only_the_newest_row_of_a_window_is_written():
-    rows, sinks = live(0.2)
+    sinks, stored = gold_sinks()
+    checkpoint = Checkpoint(list(sinks.values()), interval_s=0.2)
     first, second = Batch(), Batch()
-    rows.hold(first, {"5min": [row("a", 1), row("b", 1)], "1h": []})
-    rows.hold(second, {"5min": [row("a", 2)], "1h": []})
-    assert not rows.due()
-    await rows.write()  # as the timer does once due
+    await hold(sinks, checkpoint, first, {"5min": [row("a", 1), row("b", 1)], "1h": []})
+    await hold(sinks, checkpoint, second, {"5min": [row("a", 2)], "1h": []})
+    assert not checkpoint.due()
+    await checkpoint.commit()  # as the timer does once due
     assert first.finished == second.finished == [None]
-    assert sorted((r.host_id, r.sample_count) for r in sinks["5min"].rows) == [("a", 2), ("b", 1)]
+    assert sorted((r.host_id, r.sample_count) for r in stored["5min"].rows) == [("a", 2), ("b", 1)]
 
 
 async def test_held_batches_are_not_finished_before_their_rows_are_written():
-    rows, _ = live(0.2)
+    sinks, stored = gold_sinks()
+    checkpoint = Checkpoint(list(sinks.values()), interval_s=0.2)
     batch = Batch()
-    rows.hold(batch, {"5min": [row("a", 1)], "1h": []})
+    await hold(sinks, checkpoint, batch, {"5min": [row("a", 1)], "1h": []})
+    await checkpoint.commit_if_due()
     assert batch.finished == []
+    assert stored["5min"].rows == []
     await asyncio.sleep(0.25)
-    assert rows.due()
-    await rows.write()
+    await checkpoint.commit_if_due()
     assert batch.finished == [None]
+    assert [r.host_id for r in stored["5min"].rows] == ["a"]
 
 
-async def test_a_failed_write_fails_every_batch_it_covers():
+async def test_a_failed_flush_fails_every_batch_it_covers():
     class Broken(ListSink):
         async def flush(self) -> None:
             raise RuntimeError("disk full")
 
-    rows, sinks = live(0)
-    rows.sinks = {**sinks, "1h": Broken(key=lambda r: r)}
+    sinks, _ = gold_sinks()
+    sinks["1h"] = CoalescingSink(Broken(key=lambda r: r), key=lambda r: r)
+    checkpoint = Checkpoint(list(sinks.values()), interval_s=0)
     batches = [Batch(), Batch()]
     for batch in batches:
-        rows.hold(batch, {"5min": [row("a", 1)], "1h": [row("a", 1)]})
-    await rows.write()
+        await hold(sinks, checkpoint, batch, {"5min": [row("a", 1)], "1h": [row("a", 1)]})
+    await checkpoint.commit()
     for batch in batches:
         (failure,) = batch.finished
         assert isinstance(failure, RuntimeError)
-    assert not rows.due()
+    assert not checkpoint.due()
 
 
 async def test_rows_held_at_a_rebalance_are_dropped_and_their_batches_given_up():
-    rows, sinks = live(60)
+    sinks, stored = gold_sinks()
+    checkpoint = Checkpoint(list(sinks.values()), interval_s=60)
     batch = Batch()
-    rows.hold(batch, {"5min": [row("db-1", 3)]})
-    rows.drop()
+    await hold(sinks, checkpoint, batch, {"5min": [row("db-1", 3)]})
+    await checkpoint.drop()
     assert batch.done.cancelled()
-    rows.hold(Batch(), {"5min": [row("web-1", 1)]})
-    rows.interval_s = 0
-    await rows.write()
-    assert [r.host_id for r in sinks["5min"].rows] == ["web-1"]
-    assert batch.finished == []
+    await hold(sinks, checkpoint, Batch(), {"5min": [row("web-1", 1)]})
+    checkpoint.interval_s = 0
+    await checkpoint.commit()
+    assert [r.host_id for r in stored["5min"].rows] == ["web-1"]

@@ -1,0 +1,1 @@
+"""The worker's web pages: pipeline figures now; the API and dashboard next."""
