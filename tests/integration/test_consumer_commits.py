@@ -151,7 +151,7 @@ async def test_out_of_order_acknowledgements_commit_only_across_gaps(driver: Dri
     consumer, tp = driver.consumer, driver.tp
     first, second, third, fourth = (records_of(t) for t in range(TRANSACTIONS))
 
-    # A start without a commit: app/seeking.py seeks to the earliest offset.
+    # A start without a commit: runtime/seeking.py seeks to the earliest offset.
     await consumer.seek(tp, 0)
     consumer.read_from[tp] = 0
     assert await driver.read() == first
@@ -212,7 +212,7 @@ async def test_a_fetch_overlapped_by_a_seek_leaves_no_gap(driver: Driver) -> Non
 
 
 async def test_a_fetch_dropped_when_a_seek_moved_nothing_is_read_again(driver: Driver) -> None:
-    """A start without a commit: app/seeking.py seeks to the earliest offset, then
+    """A start without a commit: runtime/seeking.py seeks to the earliest offset, then
     Faust seeks to the committed offsets, which leaves a partition without one where
     it is. A fetch taken between the two is dropped as stale; its records must be read
     again, not skipped and booked as a gap that the commit crosses."""
