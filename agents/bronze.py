@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from runtime.batch import Batch
 from schemas.rows import BronzeRow, bronze_row
@@ -10,6 +12,7 @@ from schemas.stats import PipelineStats
 from sinks.base import Sink
 
 
+@dataclass
 class StoreRawRecords:
     """Writes each batch's records to ``bronze.bronze_performance``, as received.
 
@@ -17,11 +20,10 @@ class StoreRawRecords:
     leaves the record here (a replay writes nothing twice).
     """
 
-    name = "store_raw_records"
+    name: ClassVar[str] = "store_raw_records"
 
-    def __init__(self, sink: Sink[BronzeRow], stats: PipelineStats) -> None:
-        self.sink = sink
-        self.stats = stats
+    sink: Sink[BronzeRow]
+    stats: PipelineStats
 
     async def start(self) -> None:
         pass

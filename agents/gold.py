@@ -6,8 +6,9 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from runtime.batch import Batch
 from schemas.anomalies import GoldRow, Thresholds, gold_row
@@ -33,33 +34,24 @@ WATERMARK_SWEEP_INTERVAL_S = 60.0
 """How often gold looks for watermarks of hosts gone quiet (a scan of the table)."""
 
 
+@dataclass(kw_only=True)
 class AggregateWindows:
     """Folds each batch into the windowed tables, once per (host, window), and writes the
     rows of the windows it touched to ``gold.perf_5min_summary`` and
     ``gold.perf_1h_summary`` (sinks that keep a window's newest row until the
     checkpoint flushes them)."""
 
-    name = "aggregate_windows"
+    name: ClassVar[str] = "aggregate_windows"
 
-    def __init__(
-        self,
-        *,
-        tables: GoldTables,
-        sinks: dict[str, Sink[GoldRow]],
-        tables_ready: Callable[[], Awaitable[None]],
-        thresholds: Thresholds,
-        grace_s: float,
-        retention_s: float,
-        stats: PipelineStats,
-    ) -> None:
-        self.tables = tables
-        self.sinks = sinks
-        self.tables_ready = tables_ready
-        self.thresholds = thresholds
-        self.grace_s = grace_s
-        self.retention_s = retention_s
-        self.stats = stats
-        self._swept_at = -math.inf
+    tables: GoldTables
+    sinks: dict[str, Sink[GoldRow]]
+    tables_ready: Callable[[], Awaitable[None]]
+    """Returns once the tables may be written (their changelogs' metadata is known)."""
+    thresholds: Thresholds
+    grace_s: float
+    retention_s: float
+    stats: PipelineStats
+    _swept_at: float = field(default=-math.inf, init=False)
 
     async def start(self) -> None:
         await self.tables_ready()
@@ -164,15 +156,14 @@ class AggregateWindows:
         return rows
 
 
+@dataclass
 class FinalizeWindows:
     """Marks final the gold rows of windows that closed and settled (a leader's timer)."""
 
-    def __init__(
-        self, finalize: Callable[[float, float], Awaitable[int]], grace_s: float, every_s: float
-    ) -> None:
-        self.finalize = finalize
-        self.grace_s = grace_s
-        self.every_s = every_s
+    finalize: Callable[[float, float], Awaitable[int]]
+    """(grace_s, settle_s) -> how many rows it marked final."""
+    grace_s: float
+    every_s: float
 
     async def __call__(self) -> None:
         marked = await self.finalize(self.grace_s, self.every_s)

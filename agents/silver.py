@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import faust
 
@@ -33,6 +33,7 @@ SilverSources = Callable[[Sequence[str]], Awaitable[dict[str, tuple[str, int, in
 """event_ids -> the Kafka record (topic, partition, offset) each one's silver row came from."""
 
 
+@dataclass(kw_only=True)
 class ValidateSamples:
     """Writes each batch's valid samples to ``silver.silver_performance``.
 
@@ -42,26 +43,15 @@ class ValidateSamples:
     passed to gold; a later copy (same ``event_id``, another record) is a duplicate.
     """
 
-    name = "validate_samples"
+    name: ClassVar[str] = "validate_samples"
 
-    def __init__(
-        self,
-        *,
-        silver: Sink[SilverRow],
-        rejected: Sink[RejectedRow],
-        sources: SilverSources,
-        dead_letters: faust.TopicT,
-        limits: Limits,
-        dead_letter_max_bytes: int,
-        stats: PipelineStats,
-    ) -> None:
-        self.silver = silver
-        self.rejected = rejected
-        self.sources = sources
-        self.dead_letters = dead_letters
-        self.limits = limits
-        self.dead_letter_max_bytes = dead_letter_max_bytes
-        self.stats = stats
+    silver: Sink[SilverRow]
+    rejected: Sink[RejectedRow]
+    sources: SilverSources
+    dead_letters: faust.TopicT
+    limits: Limits
+    dead_letter_max_bytes: int
+    stats: PipelineStats
 
     async def start(self) -> None:
         pass

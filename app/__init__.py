@@ -1,1 +1,1 @@
-"""hoststream's wiring: settings, the Faust app, the CLI."""
+"""hoststream's wiring: the CLI, the worker's bootstrap, `hoststream run`."""

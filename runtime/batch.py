@@ -16,6 +16,7 @@ import os
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import faust
 from faust.streams import _current_event
@@ -109,7 +110,7 @@ class Batch:
         return event
 
 
-def die(stage: str, exc: BaseException) -> None:
+def die(stage: str, exc: BaseException) -> NoReturn:
     """Exit at once, without committing: the next worker replays the batch.
 
     A graceful stop would commit the offsets Faust already holds, and sinks

@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import faust
 from mode.types.signals import BaseSignalT
@@ -44,7 +44,7 @@ CHECKPOINT_TIMER_S = 1.0
 class Stage(Protocol):
     """One step of the pipeline: what it does to a batch, and what it needs first."""
 
-    name: str
+    name: ClassVar[str]
     """The Faust agent's name, as logs show it."""
 
     async def start(self) -> None:
@@ -107,8 +107,7 @@ class Pipeline:
             try:
                 await stage.process(batch)
             except Exception as exc:
-                batch.finish(exc)
-                continue
+                die(stage.name, exc)
             if following is not None:
                 await following.send(value=batch)
                 continue
@@ -123,7 +122,7 @@ class Pipeline:
             return
         failure = done.exception()
         if failure is not None:
-            die("a stage or a sink", failure)
+            die("the checkpoint's flush", failure)
         batching_consumer(self.app).acknowledge(batch.records)
         self._on_acknowledged(len(batch.records))
 
