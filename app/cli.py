@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import logging
-import signal
+import importlib.util
+import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -15,10 +12,20 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 
-from app.settings import Settings, UnknownSetting, load_settings
 from collector.publisher import BrokerUnreachable
+from config import (
+    ROLES,
+    AllSettings,
+    CollectorSettings,
+    StackSettings,
+    UnknownSetting,
+    WorkerSettings,
+    load,
+)
+from config.common import CommonSettings
 
 T = TypeVar("T")
+S = TypeVar("S", bound=CommonSettings)
 
 cli = typer.Typer(
     help="hoststream: host metrics from every machine into Kafka, PostgreSQL, GCS and BigQuery.",
@@ -36,10 +43,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings_or_exit(**overrides: Any) -> Settings:
-    """The settings, or one line per bad variable and exit status 2."""
+def settings_or_exit(role: type[S], **overrides: Any) -> S:
+    """One role's settings, or one line per bad variable and exit status 2."""
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        return load(role, **{k: v for k, v in overrides.items() if v is not None})
     except UnknownSetting as exc:
         fail(f"bad configuration: {exc}", code=2)
     except ValidationError as exc:
@@ -51,28 +58,24 @@ def settings_or_exit(**overrides: Any) -> Settings:
         fail("bad configuration:\n  " + "\n  ".join(lines), code=2)
 
 
-def run_checked(work: Callable[[], Any], loop_factory: Callable[[], Any] | None = None) -> Any:
-    """Run a coroutine function, turning unreachable services into one line and exit 1."""
-    try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(work())
-    except _unreachable() as exc:
-        fail(str(exc))
+EXTRAS = {"worker": "faust", "stack": "asyncpg"}
+"""Each extra of the package, by a module only it installs."""
+
+
+def require_extra(extra: str) -> None:
+    """Exit with one line naming the extra to install when ``extra`` is not installed:
+    a host that only collects has none of them."""
+    if importlib.util.find_spec(EXTRAS[extra]) is None:
+        fail(f"this command needs hoststream's {extra} extra: pip install 'hoststream[{extra}]'")
 
 
 def _unreachable() -> tuple[type[Exception], ...]:
-    # sinks.postgres (asyncpg, ~10 MB) is imported only by the commands that use the
-    # database, so the collector never loads it: its error can only occur once it is.
+    # sinks.postgres is imported only by the commands that use the database (a
+    # collector-only install has no asyncpg): its error can only occur once it is.
     postgres = sys.modules.get("sinks.postgres")
     if postgres is None:
         return (BrokerUnreachable,)
     return (BrokerUnreachable, postgres.DatabaseUnreachable)
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 @cli.command()
@@ -94,73 +97,24 @@ def collect(
     Samples wait in an on-disk spool until Kafka acknowledges them, so a broker
     outage or a restart of the collector loses none.
     """
-    from collector.gpu import NvidiaGpus
-    from collector.sampler import Sampler
+    from collector.main import Handover, command
 
-    settings = settings_or_exit(interval_s=interval)
-    _configure_logging()
-    sampler = Sampler(
-        settings.host_id, settings.interval_s, settings.tag_pairs, gpus=NvidiaGpus.open()
-    )
-    count = 1 if once else count
-    if print_:
-        from collector.schedule import next_tick
-        from schemas.metrics import to_json
-
-        for taken in range(count or 1):
-            if taken:
-                time.sleep(max(0.0, next_tick(time.time(), settings.interval_s) - time.time()))
-            typer.echo(to_json(sampler.sample(), indent=True).decode())
-        return
-    run_checked(lambda: _publish(settings, sampler, count), loop_factory=_event_loop_factory())
-
-
-def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    # uvloop's loop runs the collector's few wakeups a second in C: a third less CPU.
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
-async def _publish(settings: Settings, sampler: Any, count: int | None) -> None:
-    from collector.publisher import Publisher
-    from collector.run import collect as collect_loop
-    from collector.spool import Spool, SpoolLocked, spool_directory
-
-    # aiokafka logs every failed reconnect; the collector says it once (collector/run.py).
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        spool = Spool(
-            spool_directory(settings.collector_dir, settings.topic, settings.host_id),
-            settings.spool_max_bytes,
-        )
-    except SpoolLocked as exc:
-        fail(str(exc))
-    try:
-        publisher = Publisher(settings.bootstrap_servers, settings.topic)
-        await publisher.start()
-        logging.getLogger("hoststream.collect").info(
-            "sampling %s (host id %s) every %.3g s into %s at %s",
-            sampler.hostname,
-            settings.host_id,
-            settings.interval_s,
-            settings.topic,
-            settings.kafka_bootstrap,
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            await collect_loop(sampler, publisher, spool, count, stop)
-        finally:
-            await publisher.stop()
-    finally:
-        spool.close()
-        sampler.close()
+    settings = settings_or_exit(CollectorSettings, interval_s=interval)
+    handover: Handover = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "topic": settings.topic,
+        "host_id": settings.host_id,
+        "interval_s": settings.interval_s,
+        "tags": settings.tag_pairs,
+        "collector_dir": str(settings.collector_dir),
+        "spool_max_bytes": settings.spool_max_bytes,
+        "count": 1 if once else count,
+        "print_samples": print_,
+    }
+    # The collector runs for months: it goes on in a process of its own that never
+    # loads pydantic or typer (collector/main.py), under this one's pid.
+    args = command(handover)
+    os.execv(args[0], args)
 
 
 @cli.command()
@@ -184,36 +138,14 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Worker log level.")] = "info",
 ) -> None:
     """Start a Faust worker: the bronze, silver and gold agents and the web server."""
-    from app.preflight import prepare_worker
+    require_extra("worker")
+    from app.worker import run_worker
 
-    settings = settings_or_exit()
-    run_checked(lambda: prepare_worker(settings))
-
-    import faust
-    import mode.loop
-
-    # uvloop runs Faust's per-event machinery about 15 % faster (measured in FACTS.md);
-    # it must be the loop policy before the worker creates its loop.
-    mode.loop.use("uvloop")
-    from app import pipeline  # noqa: F401  (registers the agents, tables and pages)
-    from app.core import app
-    from app.quiet_logs import quiet_repeats
-
-    worker = faust.Worker(app, loglevel=loglevel)
-    # aiokafka and Faust log every message sent at debug level, and the worker's
-    # logging setup leaves their loggers enabled for it: a few percent of the CPU.
-    level = max(logging.INFO, logging.getLevelNamesMapping().get(loglevel.upper(), logging.INFO))
-    for name in ("aiokafka", "faust"):
-        logging.getLogger(name).setLevel(level)
-    quiet_repeats("aiokafka")
-    # The worker allocates a dozen tracked objects per record, few of them in cycles:
-    # at Python's default threshold (700) the young generation was collected every
-    # few dozen records, and every full collection walked the modules and the app
-    # built at start. Those frozen and the threshold raised, a record cost 11-15 %
-    # less CPU in four paired runs of the benchmark.
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-    worker.execute_from_commandline()
+    settings = settings_or_exit(WorkerSettings)
+    try:
+        run_worker(settings, loglevel)
+    except _unreachable() as exc:
+        fail(str(exc))
 
 
 @cli.command()
@@ -226,9 +158,10 @@ def run(
     ] = None,
 ) -> None:
     """Start the local stack, a collector and a worker, and show rows arriving."""
+    require_extra("worker")
     from app.runner import run_pipeline
 
-    settings = settings_or_exit(interval_s=interval)
+    settings = settings_or_exit(AllSettings, interval_s=interval)
     _stack_or_exit(lambda stack: (stack.install(), stack.up()))
     sys.exit(run_pipeline(settings, duration))
 
@@ -237,25 +170,39 @@ def run(
 def config(
     markdown: Annotated[bool, typer.Option(help="Print the table of every setting.")] = False,
 ) -> None:
-    """Print the settings in force (secrets hidden), or every setting as a Markdown table."""
+    """Print each role's settings in force (secrets hidden), or every setting as a
+    Markdown table."""
     if markdown:
-        typer.echo("| setting | environment variable | default | meaning |")
-        typer.echo("|---|---|---|---|")
-        for name, field in Settings.model_fields.items():
-            default = "" if name == "host_id" else field.get_default()
-            if hasattr(default, "get_secret_value"):
-                default = default.get_secret_value()
-            if isinstance(default, bool):
-                default = str(default).lower()
-            shown = (
-                f"`{default}`" if default not in ("", None) else _UNSET_DEFAULTS.get(name, "(none)")
-            )
-            env = f"`HOSTSTREAM_{name.upper()}`"
-            typer.echo(f"| {name} | {env} | {shown} | {field.description or ''} |")
+        typer.echo("| setting | environment variable | default | read by | meaning |")
+        typer.echo("|---|---|---|---|---|")
+        shown_before: set[str] = set()
+        for role in ROLES.values():
+            for name, field in role.model_fields.items():
+                if name in shown_before:
+                    continue
+                shown_before.add(name)
+                readers = ", ".join(r for r, fields in ROLES.items() if name in fields.model_fields)
+                env = f"`HOSTSTREAM_{name.upper()}`"
+                typer.echo(
+                    f"| {name} | {env} | {_default(name, field.get_default())} | {readers} "
+                    f"| {field.description or ''} |"
+                )
         return
-    settings = settings_or_exit()
-    for name, value in settings.model_dump().items():
-        typer.echo(f"HOSTSTREAM_{name.upper()}={value}")
+    for number, (name, role) in enumerate(ROLES.items()):
+        typer.echo(f"{chr(10) if number else ''}# {name}")
+        for setting, value in settings_or_exit(role).model_dump().items():
+            typer.echo(f"HOSTSTREAM_{setting.upper()}={value}")
+
+
+def _default(name: str, value: Any) -> str:
+    """A setting's default as the table shows it."""
+    if name == "host_id":
+        value = ""
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        value = str(value).lower()
+    return f"`{value}`" if value not in ("", None) else _UNSET_DEFAULTS.get(name, "(none)")
 
 
 _UNSET_DEFAULTS = {
@@ -268,10 +215,11 @@ _UNSET_DEFAULTS = {
 
 
 def _stack_or_exit(action: Callable[[Any], T]) -> T:
+    require_extra("stack")
     from stack import Stack, StackError
 
     try:
-        return action(Stack(settings_or_exit()))
+        return action(Stack(settings_or_exit(StackSettings)))
     except StackError as exc:
         fail(str(exc))
 

@@ -1,7 +1,7 @@
 """Checks a worker runs before it starts: fail with one clear line, not a retry loop.
 
 Also creates what the pipeline needs on an existing Kafka or PostgreSQL: the
-topics and the medallion schema.
+topics and the medallion schema (``MedallionDb.open`` ensures it).
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from app.settings import Settings
 from collector.publisher import BrokerUnreachable
-from sinks.postgres import connect, ensure_schema
+from config import WorkerSettings
+from sinks.medallion_db import MedallionDb
 
 
-def topic_names(settings: Settings) -> list[str]:
+def topic_names(settings: WorkerSettings) -> list[str]:
     """The topics a pipeline needs: the metrics topic and its dead-letter topic."""
     return [settings.topic, f"{settings.topic}.dlq"]
 
 
-async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> None:
+async def ensure_topics(settings: WorkerSettings, timeout_s: float = 15.0) -> None:
     """Create the pipeline's topics when they are missing; raise :class:`BrokerUnreachable`."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
@@ -48,19 +48,11 @@ async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> None:
         await admin.close()
 
 
-async def prepare_postgres(settings: Settings) -> None:
-    """Connect and create the medallion schema; raise ``DatabaseUnreachable`` at once
-    when PostgreSQL does not answer (a worker started against no database exits)."""
-    pool = await connect(settings.postgres_dsn.get_secret_value(), wait=False)
-    try:
-        await ensure_schema(pool)
-    finally:
-        await pool.close()
-
-
-async def prepare_worker(settings: Settings) -> None:
-    """Everything a worker needs before it starts consuming."""
+async def prepare_worker(settings: WorkerSettings) -> MedallionDb:
+    """Create what the worker needs and open the database (ensuring its schema, once per
+    start); raise ``BrokerUnreachable`` or ``DatabaseUnreachable`` at once when Kafka or
+    PostgreSQL does not answer (a worker started against no service exits)."""
     # Faust creates only the last level of its data directory.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await ensure_topics(settings)
-    await prepare_postgres(settings)
+    return await MedallionDb.open(settings.postgres_dsn.get_secret_value(), wait=False)

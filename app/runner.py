@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import typer
 
-from app.settings import Settings
+from config import AllSettings
 from sinks.postgres import is_transient, redacted_dsn
 
 PROGRESS_EVERY_S = 5.0
@@ -26,7 +26,7 @@ FROM silver.silver_performance
 """
 
 
-def run_pipeline(settings: Settings, duration_s: float | None) -> int:
+def run_pipeline(settings: AllSettings, duration_s: float | None) -> int:
     """Run until Ctrl-C or ``duration_s``; returns the exit status (non-zero if a part died)."""
     try:
         return asyncio.run(_run(settings, duration_s))
@@ -35,7 +35,7 @@ def run_pipeline(settings: Settings, duration_s: float | None) -> int:
         return 0
 
 
-async def _run(settings: Settings, duration_s: float | None) -> int:
+async def _run(settings: AllSettings, duration_s: float | None) -> int:
     log_dir = settings.stack_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     dsn = settings.postgres_dsn.get_secret_value()

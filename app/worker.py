@@ -19,9 +19,9 @@ import mode.loop
 from agents.bronze import StoreRawRecords
 from agents.gold import AggregateWindows, FinalizeWindows
 from agents.silver import ValidateSamples
-from app.preflight import ensure_topics
+from app.preflight import prepare_worker
 from app.quiet_logs import quiet_repeats
-from app.settings import Settings
+from config import WorkerSettings
 from runtime.checkpoint import Checkpoint
 from runtime.consumer import BatchingApp
 from runtime.pipeline import Pipeline, Stage
@@ -37,7 +37,7 @@ from tables.gold import GoldTables
 from web.stats import add_stats_page
 
 
-def create_app(settings: Settings) -> BatchingApp:
+def create_app(settings: WorkerSettings) -> BatchingApp:
     """A Faust app wired to the settings' broker, store and web server."""
     return BatchingApp(
         settings.app_id,
@@ -66,7 +66,7 @@ def create_app(settings: Settings) -> BatchingApp:
     )
 
 
-def build_worker(settings: Settings, db: MedallionDb) -> BatchingApp:
+def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
     """The app with the medallion pipeline: bronze, silver and gold stages, gold's
     tables and finaliser, and the ``/stats/`` page."""
     app = create_app(settings)
@@ -145,24 +145,15 @@ def build_worker(settings: Settings, db: MedallionDb) -> BatchingApp:
     return app
 
 
-async def prepare(settings: Settings) -> MedallionDb:
-    """Create what the worker needs and open the database; raise ``BrokerUnreachable``
-    or ``DatabaseUnreachable`` at once when Kafka or PostgreSQL does not answer."""
-    # Faust creates only the last level of its data directory.
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    await ensure_topics(settings)
-    return await MedallionDb.open(settings.postgres_dsn.get_secret_value(), wait=False)
-
-
-def run_worker(settings: Settings, loglevel: str) -> None:
+def run_worker(settings: WorkerSettings, loglevel: str) -> None:
     """Open the database, build the app and run a Faust worker until it is stopped;
-    raises as :func:`prepare` does."""
+    raises as :func:`~app.preflight.prepare_worker` does."""
     # uvloop runs Faust's per-event machinery about 15 % faster (measured in FACTS.md);
     # it must be the loop policy before the worker's loop is made.
     mode.loop.use("uvloop")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    db = loop.run_until_complete(prepare(settings))
+    db = loop.run_until_complete(prepare_worker(settings))
     app = build_worker(settings, db)
     worker = faust.Worker(app, loglevel=loglevel, loop=loop)
     # aiokafka and Faust log every message sent at debug level, and the worker's

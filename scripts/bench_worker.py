@@ -35,15 +35,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.preflight import ensure_topics  # noqa: E402
-from app.settings import LOOPBACK, Settings  # noqa: E402
 from collector.synthetic import synthetic_document  # noqa: E402
+from config import LOOPBACK, AllSettings, WorkerSettings  # noqa: E402
 from stack import Stack  # noqa: E402
 from stack.throwaway import throwaway_settings  # noqa: E402
 
 HOSTS = 100
 
 
-def bench_settings(stack_dir: Path, batch_max_records: int) -> Settings:
+def bench_settings(stack_dir: Path, batch_max_records: int) -> AllSettings:
     return throwaway_settings(
         stack_dir,
         REPO / ".hoststream" / "kafka-libs",
@@ -64,7 +64,7 @@ def records(count: int, end: datetime, rng: random.Random) -> list[tuple[bytes, 
     return out
 
 
-async def produce(settings: Settings, batch: list[tuple[bytes, bytes]]) -> float:
+async def produce(settings: AllSettings, batch: list[tuple[bytes, bytes]]) -> float:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
     await producer.start()
     started = time.perf_counter()
@@ -77,7 +77,7 @@ async def produce(settings: Settings, batch: list[tuple[bytes, bytes]]) -> float
     return len(batch) / (time.perf_counter() - started)
 
 
-async def bare_consumer(settings: Settings, count: int) -> float:
+async def bare_consumer(settings: AllSettings, count: int) -> float:
     consumer = AIOKafkaConsumer(
         settings.topic,
         bootstrap_servers=settings.bootstrap_servers,
@@ -131,12 +131,12 @@ def run_worker(command: list[str], env: dict[str, str], url: str, count: int, lo
             process.wait(timeout=30)
 
 
-def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+def worker_env(settings: AllSettings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTSTREAM_")}
     return {**env, **settings.as_environment(), **extra}
 
 
-async def latency(settings: Settings, rate: float, seconds: float, log: Path) -> list[float]:
+async def latency(settings: AllSettings, rate: float, seconds: float, log: Path) -> list[float]:
     """p50 and p99 (seconds) from sample timestamp to its silver row at ``rate`` events/s.
 
     On a topic of its own, so the worker starts with nothing to catch up on.
@@ -211,7 +211,7 @@ async def main() -> None:
     parser.add_argument(
         "--batch-max-records",
         type=int,
-        default=Settings.model_fields["batch_max_records"].default,
+        default=WorkerSettings.model_fields["batch_max_records"].default,
         help="the worker's HOSTSTREAM_BATCH_MAX_RECORDS",
     )
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hoststream needs on this machine, and nothing twice:
 #   - Debian packages: a JRE and Maven (the Kafka broker), PostgreSQL's server binaries;
-#   - a virtual environment in .venv with hoststream and its dev and emulator extras;
+#   - a virtual environment in .venv with hoststream and its dev extra (every role's extras);
 #   - the Kafka broker's jars, from Maven Central.
 # pip and Maven reuse their caches (~/.cache/pip, ~/.m2) when present.
 set -euo pipefail

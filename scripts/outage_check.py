@@ -37,8 +37,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.settings import Settings  # noqa: E402
 from collector.spool import spool_directory, spooled  # noqa: E402
+from config import AllSettings, CollectorSettings  # noqa: E402
 from schemas.metrics import utc_timestamp  # noqa: E402
 from stack import Stack  # noqa: E402
 from stack.throwaway import throwaway_settings  # noqa: E402
@@ -50,7 +50,7 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 class Collector:
     """`hoststream collect` as a child process, watched through /proc and its spool."""
 
-    def __init__(self, settings: Settings, count: int, log: Path) -> None:
+    def __init__(self, settings: AllSettings, count: int, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTSTREAM_")}
         self.log = log
         self.spool = spool_directory(settings.collector_dir, settings.topic, settings.host_id)
@@ -88,7 +88,7 @@ def wait_for(condition: object, what: str, timeout_s: float, poll_s: float = 0.5
         time.sleep(poll_s)
 
 
-async def read_back(settings: Settings) -> list[dict[str, Any]]:
+async def read_back(settings: AllSettings) -> list[dict[str, Any]]:
     """Every record of the topic, partition by partition in offset order, decoded."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
@@ -220,7 +220,7 @@ def main() -> None:
             problems.append("a traceback in the collector's log")
 
         sample_bytes = sum(len(orjson.dumps(r)) for r in records) / max(1, len(records))
-        max_bytes = Settings.model_fields["spool_max_bytes"].default
+        max_bytes = CollectorSettings.model_fields["spool_max_bytes"].default
         holds_s = max_bytes / sample_bytes * args.interval
         distinct = len({record["event_id"] for record in records})
         print(f"\nsamples taken {count}, read back {len(records)}, distinct {distinct}")

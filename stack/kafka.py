@@ -13,7 +13,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from app.settings import LOOPBACK
+from config import LOOPBACK
 from stack import process
 from stack.errors import StackError
 from stack.service import Port, Service

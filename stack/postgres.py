@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.settings import LOOPBACK, local_postgres_dsn
+from config import LOOPBACK, local_postgres_dsn
 from stack import process
 from stack.errors import StackError
 from stack.service import STOP_TIMEOUT_S, Port, Service

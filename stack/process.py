@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.settings import LOOPBACK
+from config import LOOPBACK
 
 T = TypeVar("T")
 

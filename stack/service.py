@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from app.settings import LOOPBACK, Settings
+from config import LOOPBACK, StackSettings
 from stack import process
 
 Echo = Callable[[str], None]
@@ -49,7 +49,7 @@ class Service(ABC):
     # one that inherited a stale pid.
     marker: ClassVar[str]
 
-    def __init__(self, settings: Settings, echo: Echo) -> None:
+    def __init__(self, settings: StackSettings, echo: Echo) -> None:
         self.settings = settings
         self.echo = echo
         self.dir = settings.stack_dir.resolve() / self.name

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from app.settings import LOOPBACK, Settings, local_postgres_dsn
+from config import LOOPBACK, AllSettings, local_postgres_dsn
 
 
 def free_ports(count: int) -> list[int]:
@@ -24,8 +24,8 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def throwaway_settings(stack_dir: Path, kafka_libs_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a stack in ``stack_dir`` on fresh free ports.
+def throwaway_settings(stack_dir: Path, kafka_libs_dir: Path, **overrides: Any) -> AllSettings:
+    """Every role's settings for a stack in ``stack_dir`` on fresh free ports.
 
     Every endpoint is passed explicitly so HOSTSTREAM_* variables in the caller's
     environment cannot point it at another Kafka or database.
@@ -47,4 +47,4 @@ def throwaway_settings(stack_dir: Path, kafka_libs_dir: Path, **overrides: Any) 
         "bigquery_emulator_host": f"http://{LOOPBACK}:{bigquery}",
         "web_port": web,
     }
-    return Settings(**{**fields, **overrides})
+    return AllSettings(**{**fields, **overrides})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
+from config import AllSettings
 from stack import Stack
 from stack.throwaway import free_ports, throwaway_settings
 
@@ -28,13 +28,13 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def stack_test_settings(stack_dir: Path) -> Settings:
+def stack_test_settings(stack_dir: Path) -> AllSettings:
     """Settings for a test stack in ``stack_dir`` on fresh free ports, sharing the jars."""
     return throwaway_settings(stack_dir, KAFKA_LIBS)
 
 
 @pytest.fixture(scope="session")
-def stack_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
+def stack_settings(request: pytest.FixtureRequest) -> Iterator[AllSettings]:
     """Settings of a running local stack (all four services), stopped after the session.
 
     The stack lives in its own folder under the system temp dir, not under pytest's

@@ -20,11 +20,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 from pydantic import SecretStr
 
-from app.settings import Settings
+from config import AllSettings
 from tests.stack_fixtures import free_port
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
+def settings_env(settings: AllSettings) -> dict[str, str]:
     """The environment that reproduces ``settings`` in a child hoststream process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTSTREAM_")}
     return {**env, **settings.as_environment(), "PYTHONUNBUFFERED": "1"}
@@ -44,7 +44,7 @@ async def eventually(
     pytest.fail(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
 
 
-async def read_topic(settings: Settings) -> list[tuple[int, int, bytes | None, bytes]]:
+async def read_topic(settings: AllSettings) -> list[tuple[int, int, bytes | None, bytes]]:
     """Every message of the topic as (partition, offset, key, value): the ground truth."""
     consumer = AIOKafkaConsumer(
         settings.topic,
@@ -73,7 +73,7 @@ class CommitProgress(dict):
         return len(self) > 0 and all(committed >= end for committed, end in self.values())
 
 
-async def committed_up_to_end(settings: Settings) -> CommitProgress:
+async def committed_up_to_end(settings: AllSettings) -> CommitProgress:
     """How far the worker's consumer group has committed the topic."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
@@ -146,7 +146,7 @@ def run_command(
 
 
 @pytest.fixture
-async def database(stack_settings: Settings) -> Any:
+async def database(stack_settings: AllSettings) -> Any:
     """A fresh database on the stack's PostgreSQL; yields its DSN and drops it afterwards."""
     admin_dsn = stack_settings.postgres_dsn.get_secret_value()
     name = f"test_{uuid.uuid4().hex[:12]}"
@@ -164,7 +164,7 @@ async def database(stack_settings: Settings) -> Any:
 
 
 @pytest.fixture
-def pipeline_settings(stack_settings: Settings, database: str, tmp_path: Path) -> Settings:
+def pipeline_settings(stack_settings: AllSettings, database: str, tmp_path: Path) -> AllSettings:
     """The stack's settings with a topic, consumer group, database and state of this test's own."""
     suffix = uuid.uuid4().hex[:8]
     return stack_settings.model_copy(

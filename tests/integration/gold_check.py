@@ -27,7 +27,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.settings import Settings
+from config import AllSettings
 from schemas.quantiles import SKETCH_MIN_PERCENT, SKETCH_RELATIVE_ACCURACY
 from schemas.windows import WINDOW_SIZES_S
 from tests.integration.fixtures import committed_up_to_end, eventually
@@ -63,7 +63,7 @@ def sample_message(document: dict[str, Any], **fields: Any) -> Message:
 
 
 async def produce(
-    settings: Settings, messages: list[Message], max_request_size: int = 1_048_576
+    settings: AllSettings, messages: list[Message], max_request_size: int = 1_048_576
 ) -> list[Coordinates]:
     """Send ``messages`` in order; where each landed, in the same order."""
     producer = AIOKafkaProducer(
@@ -109,7 +109,7 @@ def worker_problems(worker: subprocess.Popen[bytes], log: str) -> list[str]:
 
 
 async def drain(
-    settings: Settings, worker: subprocess.Popen[bytes], log: Callable[[], str], timeout_s: float
+    settings: AllSettings, worker: subprocess.Popen[bytes], log: Callable[[], str], timeout_s: float
 ) -> None:
     """Wait until the worker's group committed the whole topic; fail at once, with the
     end of its log, if the worker exits first."""
@@ -128,7 +128,7 @@ async def drain(
     await eventually(committed, timeout_s=timeout_s, what="the worker to commit the whole topic")
 
 
-async def worker_stats(settings: Settings) -> dict[str, Any]:
+async def worker_stats(settings: AllSettings) -> dict[str, Any]:
     """The worker's ``/stats/`` page."""
     url = f"http://{settings.web_host}:{settings.web_port}/stats/"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
@@ -230,7 +230,7 @@ def within_sketch_bound(sketched: float, exact: float) -> bool:
 
 
 def _row_problems(
-    name: str, gold: asyncpg.Record, exact: asyncpg.Record, settings: Settings
+    name: str, gold: asyncpg.Record, exact: asyncpg.Record, settings: AllSettings
 ) -> list[str]:
     """What differs between one gold row and its recomputation, as 'column got != exact'."""
     differences = []
@@ -270,7 +270,7 @@ def _row_problems(
     return differences
 
 
-async def gold_problems(database: asyncpg.Connection, settings: Settings) -> list[str]:
+async def gold_problems(database: asyncpg.Connection, settings: AllSettings) -> list[str]:
     """Gold's rows against the exact recomputation from silver, every window size.
 
     Holds only for streams without late samples: the recomputation counts every

@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from app.preflight import ensure_topics
-from app.settings import Settings
 from collector.synthetic import synthetic_document
+from config import AllSettings
 from tests.integration.fixtures import Processes, settings_env
 from tests.integration.gold_check import (
     Message,
@@ -64,7 +64,7 @@ def backlog(now: datetime, rng: random.Random) -> tuple[list[Message], int]:
 
 
 async def test_a_backlog_with_late_copies_gives_exact_gold(
-    pipeline_settings: Settings, processes: Processes
+    pipeline_settings: AllSettings, processes: Processes
 ) -> None:
     settings = pipeline_settings
     assert settings.batch_max_records == 5000, "the scenario runs at the default batch size"

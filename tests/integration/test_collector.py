@@ -21,9 +21,9 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.settings import Settings
 from collector.sampler import Sampler
 from collector.spool import Spool, spool_directory, spooled
+from config import AllSettings
 from schemas.metrics import to_json
 from stack import Stack
 
@@ -56,7 +56,7 @@ def own_kafka() -> Iterator[Stack]:
 
 
 @pytest.fixture
-def settings(own_kafka: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+def settings(own_kafka: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> AllSettings:
     return own_kafka.settings.model_copy(
         update={
             "topic": f"metrics_{request.node.name[5:30]}",
@@ -67,7 +67,7 @@ def settings(own_kafka: Stack, tmp_path: Path, request: pytest.FixtureRequest) -
     )
 
 
-def waiting(settings: Settings) -> list[bytes]:
+def waiting(settings: AllSettings) -> list[bytes]:
     """The samples in the collector's spool, read beside it."""
     return spooled(spool_directory(settings.collector_dir, settings.topic, HOST))
 
@@ -81,7 +81,7 @@ async def start_kafka(stack: Stack) -> None:
 
 
 async def test_a_broker_outage_loses_no_sample_and_sends_none_twice(
-    own_kafka: Stack, settings: Settings, processes: Processes
+    own_kafka: Stack, settings: AllSettings, processes: Processes
 ):
     count = 250  # 50 s at 0.2 s: the outage falls in the middle
     collector = processes.start(
@@ -123,7 +123,7 @@ async def test_a_broker_outage_loses_no_sample_and_sends_none_twice(
 
 
 async def test_a_killed_collector_leaves_its_spool_to_the_next_run(
-    own_kafka: Stack, settings: Settings, processes: Processes
+    own_kafka: Stack, settings: AllSettings, processes: Processes
 ):
     env = settings_env(settings)
     first = processes.start(env, "collect", name="first")
@@ -151,7 +151,7 @@ async def test_a_killed_collector_leaves_its_spool_to_the_next_run(
     assert waiting(settings) == []
 
 
-async def create_topic(settings: Settings, max_message_bytes: int) -> None:
+async def create_topic(settings: AllSettings, max_message_bytes: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
@@ -170,7 +170,7 @@ async def create_topic(settings: Settings, max_message_bytes: int) -> None:
     assert [error for _, error, *_ in response.topic_errors] == [0], response
 
 
-def spool_of_a_previous_run(settings: Settings, tag_bytes: int) -> tuple[list[str], str]:
+def spool_of_a_previous_run(settings: AllSettings, tag_bytes: int) -> tuple[list[str], str]:
     """Two samples, one whose tag value is ``tag_bytes`` of incompressible text, two more,
     left in the spool as a run with such a tag would have left them; (ids of the four
     others, id of the large one)."""
@@ -201,7 +201,7 @@ def spool_of_a_previous_run(settings: Settings, tag_bytes: int) -> tuple[list[st
     ids=["producer-limit", "broker-limit"],
 )
 async def test_a_sample_too_large_for_kafka_is_dropped_counted_and_holds_up_nothing(
-    settings: Settings, processes: Processes, topic_limit: int | None, tag_bytes: int
+    settings: AllSettings, processes: Processes, topic_limit: int | None, tag_bytes: int
 ):
     settings = settings.model_copy(update={"topic": f"{settings.topic}_{uuid.uuid4().hex[:8]}"})
     if topic_limit is not None:
@@ -231,7 +231,7 @@ async def test_a_sample_too_large_for_kafka_is_dropped_counted_and_holds_up_noth
 
 
 async def test_a_spool_damaged_under_the_collector_stops_it_with_one_line(
-    own_kafka: Stack, settings: Settings, processes: Processes
+    own_kafka: Stack, settings: AllSettings, processes: Processes
 ):
     # Enough samples through an outage that the newest are no longer kept in memory
     # and are read back from the spool's file when Kafka returns.

@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
-from runtime.consumer import BatchingConsumer, Fetch, Records, batching_consumer, deliver_in_batches
-from app.worker import create_app
 from app.preflight import ensure_topics
-from app.settings import Settings
+from app.worker import create_app
+from config import AllSettings
+from runtime.consumer import BatchingConsumer, Fetch, Records, batching_consumer, deliver_in_batches
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def records_of(transaction: int) -> list[int]:
 class Driver:
     """One partition's consumer, stepped by hand, and what its handler was given."""
 
-    def __init__(self, settings: Settings, consumer: BatchingConsumer, handed: list[Records]):
+    def __init__(self, settings: AllSettings, consumer: BatchingConsumer, handed: list[Records]):
         self.settings = settings
         self.consumer = consumer
         self.tp = TP(settings.topic, 0)
@@ -96,7 +96,7 @@ class Driver:
 
 
 @pytest.fixture
-async def driver(stack_settings: Settings, tmp_path: Path) -> AsyncIterator[Driver]:
+async def driver(stack_settings: AllSettings, tmp_path: Path) -> AsyncIterator[Driver]:
     suffix = uuid.uuid4().hex[:8]
     settings = stack_settings.model_copy(
         update={

@@ -7,14 +7,14 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from app.settings import Settings, local_postgres_dsn
+from config import AllSettings, local_postgres_dsn
 from tests.integration.fixtures import run_command, settings_env
 from tests.stack_fixtures import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def test_worker_without_a_broker_exits_with_one_clear_line(pipeline_settings: Settings):
+def test_worker_without_a_broker_exits_with_one_clear_line(pipeline_settings: AllSettings):
     dead = f"127.0.0.1:{free_port()}"
     env = settings_env(pipeline_settings.model_copy(update={"kafka_bootstrap": dead}))
     started = time.monotonic()
@@ -25,7 +25,7 @@ def test_worker_without_a_broker_exits_with_one_clear_line(pipeline_settings: Se
     assert time.monotonic() - started < 30
 
 
-def test_worker_without_a_database_exits_with_one_clear_line(pipeline_settings: Settings):
+def test_worker_without_a_database_exits_with_one_clear_line(pipeline_settings: AllSettings):
     port = free_port()
     dsn = SecretStr(local_postgres_dsn(port))
     env = settings_env(pipeline_settings.model_copy(update={"postgres_dsn": dsn}))
@@ -36,7 +36,7 @@ def test_worker_without_a_database_exits_with_one_clear_line(pipeline_settings: 
     assert "Traceback" not in done.stderr + done.stdout
 
 
-def test_collector_without_a_broker_exits_with_one_clear_line(pipeline_settings: Settings):
+def test_collector_without_a_broker_exits_with_one_clear_line(pipeline_settings: AllSettings):
     dead = f"127.0.0.1:{free_port()}"
     env = settings_env(pipeline_settings.model_copy(update={"kafka_bootstrap": dead}))
     done = run_command(env, "collect", "--count", "1", timeout_s=60)
@@ -45,7 +45,7 @@ def test_collector_without_a_broker_exits_with_one_clear_line(pipeline_settings:
     assert "Traceback" not in done.stderr + done.stdout
 
 
-def test_bad_configuration_names_the_variable_and_exits_2(pipeline_settings: Settings):
+def test_bad_configuration_names_the_variable_and_exits_2(pipeline_settings: AllSettings):
     env = settings_env(pipeline_settings)
     env["HOSTSTREAM_TOPIC_PARTITIONS"] = "none"
     done = run_command(env, "worker", timeout_s=30)

@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.preflight import ensure_topics
-from app.settings import Settings
 from collector.synthetic import synthetic_document
+from config import AllSettings
 from tests.hostile import Forge, bad_records, corrupted_copy, edge_samples, kinds
 from tests.integration.fixtures import Processes, settings_env
 from tests.integration.gold_check import (
@@ -84,7 +84,7 @@ def bronze_text(value: bytes | None) -> str:
     return (value or b"").decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
-async def create_topic(settings: Settings) -> None:
+async def create_topic(settings: AllSettings) -> None:
     """The metrics topic, taking messages of up to 11 MiB (the broker's default is 1 MB)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
@@ -137,7 +137,7 @@ async def rejected_problems(
     return problems, reasons
 
 
-async def read_dead_letters(settings: Settings) -> list:
+async def read_dead_letters(settings: AllSettings) -> list:
     """Every message of the dead-letter topic."""
     topic = f"{settings.topic}.dlq"
     consumer = AIOKafkaConsumer(
@@ -204,7 +204,7 @@ def dead_letter_problems(
 
 
 async def test_hostile_records_never_stop_the_worker_nor_skew_gold(
-    pipeline_settings: Settings, processes: Processes
+    pipeline_settings: AllSettings, processes: Processes
 ) -> None:
     settings = pipeline_settings
     stream = hostile_stream(datetime.now(UTC), settings.max_future_skew_s)

@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from app.preflight import ensure_topics
-from app.settings import Settings
 from collector.synthetic import synthetic_document
+from config import AllSettings
 from stack import Stack
 from tests.integration.fixtures import Processes, eventually, settings_env
 from tests.integration.gold_check import (
@@ -48,7 +48,7 @@ def samples(rng: random.Random, count: int) -> list:
 
 
 async def test_a_broker_outage_pauses_the_worker_and_loses_nothing(
-    pipeline_settings: Settings, stack_settings: Settings, processes: Processes
+    pipeline_settings: AllSettings, stack_settings: AllSettings, processes: Processes
 ):
     settings = pipeline_settings
     await ensure_topics(settings)

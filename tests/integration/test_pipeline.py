@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.preflight import ensure_topics
-from app.settings import Settings
+from config import AllSettings
 from tests.integration.fixtures import (
     Processes,
     committed_up_to_end,
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 SAMPLES_PER_HOST = 5
 
 
-async def produce_raw(settings: Settings, key: bytes, value: bytes) -> None:
+async def produce_raw(settings: AllSettings, key: bytes, value: bytes) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
@@ -37,14 +37,14 @@ async def produce_raw(settings: Settings, key: bytes, value: bytes) -> None:
         await producer.stop()
 
 
-def stats(settings: Settings) -> dict:
+def stats(settings: AllSettings) -> dict:
     url = f"http://{settings.web_host}:{settings.web_port}/stats/"
     with urllib.request.urlopen(url, timeout=5) as response:
         return orjson.loads(response.read())
 
 
 async def test_collected_samples_arrive_in_bronze_and_silver_exactly_once(
-    pipeline_settings: Settings, processes: Processes
+    pipeline_settings: AllSettings, processes: Processes
 ):
     settings = pipeline_settings
     env = settings_env(settings)

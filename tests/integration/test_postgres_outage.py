@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.preflight import ensure_topics
-from app.settings import Settings
 from collector.synthetic import synthetic_document
+from config import AllSettings
 from stack import Stack
 from tests.integration.fixtures import Processes, eventually, settings_env
 from tests.integration.gold_check import (
@@ -49,7 +49,7 @@ OUTAGE_S = 30.0
 class SteadyStream:
     """Samples of HOSTS, keyed by host, at RECORDS_PER_S, until :meth:`stop`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: AllSettings) -> None:
         self.settings = settings
         self.messages: list[Message] = []
         self._sent: list[asyncio.Future[Any]] = []
@@ -92,7 +92,7 @@ class SteadyStream:
 
 
 async def test_a_postgres_outage_pauses_the_worker_and_loses_nothing(
-    pipeline_settings: Settings, stack_settings: Settings, processes: Processes
+    pipeline_settings: AllSettings, stack_settings: AllSettings, processes: Processes
 ):
     # The finaliser runs every 2 s, so it meets the outage too (it used to kill the worker).
     settings = pipeline_settings.model_copy(update={"gold_finalize_interval_s": 2.0})

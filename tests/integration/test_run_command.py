@@ -6,13 +6,13 @@ import re
 
 import pytest
 
-from app.settings import Settings
+from config import AllSettings
 from tests.integration.fixtures import run_command, settings_env
 
 pytestmark = pytest.mark.integration
 
 
-def test_run_shows_this_hosts_rows_arriving_within_30_seconds(pipeline_settings: Settings):
+def test_run_shows_this_hosts_rows_arriving_within_30_seconds(pipeline_settings: AllSettings):
     env = settings_env(pipeline_settings)
     done = run_command(env, "run", "--duration", "25", "--interval", "1", timeout_s=120)
     assert done.returncode == 0, done.stdout + done.stderr

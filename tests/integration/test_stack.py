@@ -22,7 +22,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from app.settings import LOOPBACK, Settings
+from config import LOOPBACK, AllSettings
 from stack import Stack, StackError
 from stack.kafka import kafka_version
 from tests.stack_fixtures import stack_test_settings
@@ -30,7 +30,7 @@ from tests.stack_fixtures import stack_test_settings
 pytestmark = pytest.mark.integration
 
 
-def test_status_reports_every_service_up_at_its_address(stack_settings: Settings) -> None:
+def test_status_reports_every_service_up_at_its_address(stack_settings: AllSettings) -> None:
     statuses = {s.name: s for s in Stack(stack_settings).status()}
 
     assert list(statuses) == list(Stack.SERVICES)
@@ -42,7 +42,7 @@ def test_status_reports_every_service_up_at_its_address(stack_settings: Settings
     assert all(s.log.is_file() for s in statuses.values())
 
 
-async def test_kafka_has_the_topics_and_round_trips_a_record(stack_settings: Settings) -> None:
+async def test_kafka_has_the_topics_and_round_trips_a_record(stack_settings: AllSettings) -> None:
     servers = stack_settings.bootstrap_servers
     # A topic of its own: records in the metrics topic would leak into other tests.
     scratch = f"stack-test-{uuid.uuid4().hex[:8]}"
@@ -74,7 +74,7 @@ async def test_kafka_has_the_topics_and_round_trips_a_record(stack_settings: Set
     assert (record.key, record.value) == (b"host-1", b'{"cpu": 1.5}')
 
 
-async def test_postgres_answers_as_hoststream(stack_settings: Settings) -> None:
+async def test_postgres_answers_as_hoststream(stack_settings: AllSettings) -> None:
     conn = await asyncpg.connect(stack_settings.postgres_dsn.get_secret_value())
     try:
         row = await conn.fetchrow("select 1 as one, current_user as who, current_database() as db")
@@ -83,7 +83,7 @@ async def test_postgres_answers_as_hoststream(stack_settings: Settings) -> None:
     assert tuple(row) == (1, "hoststream", "hoststream")
 
 
-async def test_gcs_stores_and_returns_a_json_object(stack_settings: Settings) -> None:
+async def test_gcs_stores_and_returns_a_json_object(stack_settings: AllSettings) -> None:
     name = f"stack-test/{uuid.uuid4().hex}.json"
     body = orjson.dumps({"host": "h1", "cpu": 12.5})
     async with Storage(api_root=stack_settings.gcs_emulator_host) as storage:
@@ -93,7 +93,7 @@ async def test_gcs_stores_and_returns_a_json_object(stack_settings: Settings) ->
     assert [(o["name"], o["contentType"]) for o in listed["items"]] == [(name, "application/json")]
 
 
-def test_bigquery_creates_inserts_and_queries(stack_settings: Settings) -> None:
+def test_bigquery_creates_inserts_and_queries(stack_settings: AllSettings) -> None:
     client = bigquery.Client(
         project=stack_settings.gcp_project,
         credentials=AnonymousCredentials(),
@@ -119,7 +119,7 @@ def test_bigquery_creates_inserts_and_queries(stack_settings: Settings) -> None:
         client.delete_dataset(dataset, delete_contents=True)
 
 
-def test_up_again_leaves_running_services_alone(stack_settings: Settings) -> None:
+def test_up_again_leaves_running_services_alone(stack_settings: AllSettings) -> None:
     stack = Stack(stack_settings, echo=lambda line: None)
     before = {s.name: s.pid for s in stack.status()}
 
@@ -128,7 +128,7 @@ def test_up_again_leaves_running_services_alone(stack_settings: Settings) -> Non
     assert {s.name: s.pid for s in stack.status()} == before
 
 
-def test_a_stopped_service_reports_down_and_comes_back(stack_settings: Settings) -> None:
+def test_a_stopped_service_reports_down_and_comes_back(stack_settings: AllSettings) -> None:
     stack = Stack(stack_settings, echo=lambda line: None)
     # fake-gcs-server: the one that restarts in a blink, for the tests after this one.
     stack.service("gcs").stop()

@@ -19,8 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from app.preflight import ensure_topics
-from app.settings import Settings
 from collector.synthetic import synthetic_document
+from config import AllSettings
 from schemas.quantiles import exact_quantile
 from schemas.windows import WINDOW_SIZES_S, window_start
 from tests.integration.fixtures import Processes, committed_up_to_end, eventually, settings_env
@@ -135,7 +135,7 @@ def expected_gold(stream: Stream, size_s: int) -> dict[tuple[str, datetime], dic
     return expected
 
 
-async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+async def produce(settings: AllSettings, records: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
@@ -146,7 +146,7 @@ async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
         await producer.stop()
 
 
-async def check_tables(database: asyncpg.Connection, settings: Settings, stream: Stream) -> None:
+async def check_tables(database: asyncpg.Connection, settings: AllSettings, stream: Stream) -> None:
     bronze = await database.fetch('SELECT "partition", "offset" FROM bronze.bronze_performance')
     assert len(bronze) == len(stream.records)
     assert len({(r["partition"], r["offset"]) for r in bronze}) == len(stream.records)
@@ -180,7 +180,7 @@ async def check_tables(database: asyncpg.Connection, settings: Settings, stream:
                     assert row[column] == value, (name, column, row["host_id"])
 
 
-async def read_dead_letters(settings: Settings) -> list:
+async def read_dead_letters(settings: AllSettings) -> list:
     consumer = AIOKafkaConsumer(
         f"{settings.topic}.dlq",
         bootstrap_servers=settings.bootstrap_servers,
@@ -194,12 +194,12 @@ async def read_dead_letters(settings: Settings) -> list:
         await consumer.stop()
 
 
-def tuned(settings: Settings, **update) -> Settings:
+def tuned(settings: AllSettings, **update) -> AllSettings:
     return settings.model_copy(update={"gold_grace_s": GRACE_S, **update})
 
 
 async def test_a_known_stream_gives_exactly_the_expected_tables(
-    pipeline_settings: Settings, processes: Processes
+    pipeline_settings: AllSettings, processes: Processes
 ):
     settings = tuned(pipeline_settings)
     stream = build_stream(samples_per_host=40, now=datetime.now(UTC))
@@ -221,7 +221,7 @@ async def test_a_known_stream_gives_exactly_the_expected_tables(
 
 @pytest.mark.parametrize("commits_before_kill", [False, True], ids=["uncommitted", "committed"])
 async def test_sigkill_mid_stream_then_restart_gives_the_same_tables(
-    pipeline_settings: Settings, processes: Processes, commits_before_kill: bool
+    pipeline_settings: AllSettings, processes: Processes, commits_before_kill: bool
 ):
     """Killed before its first offset commit, the restarted worker must read from the
     beginning; killed after commits, from the committed offsets. Either way the rows
@@ -266,7 +266,7 @@ async def test_sigkill_mid_stream_then_restart_gives_the_same_tables(
 
 
 async def test_a_second_worker_joining_mid_stream_gives_the_same_tables(
-    pipeline_settings: Settings, processes: Processes, tmp_path
+    pipeline_settings: AllSettings, processes: Processes, tmp_path
 ):
     """Partitions, and the gold tables that follow them, move to the new worker while
     batches are in flight; nothing is lost or counted twice."""
@@ -303,7 +303,7 @@ async def test_a_second_worker_joining_mid_stream_gives_the_same_tables(
 
 
 async def test_a_host_gone_quiet_past_the_retention_is_forgotten_and_may_come_back(
-    pipeline_settings: Settings, processes: Processes
+    pipeline_settings: AllSettings, processes: Processes
 ):
     """Per-host state expires: the watermark of a host whose newest sample is older
     than the retention (by the newest sample of its partition) is deleted, the worker

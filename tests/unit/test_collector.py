@@ -15,7 +15,6 @@ import orjson
 import psutil
 import pytest
 
-from app.settings import load_settings, parse_tags
 from collector.gpu import NvidiaGpus
 from collector.identity import default_host_id
 from collector.procfs import ProcFiles
@@ -30,6 +29,8 @@ from collector.sampler import (
     temperatures_of,
 )
 from collector.spool import Spool
+from config import CollectorSettings, load
+from config.collector import parse_tags
 from schemas.metrics import to_json
 from schemas.validation import RejectedRecord, parse_sample
 from tests.unit.samples import sample_document
@@ -256,7 +257,7 @@ def test_tags_parse_in_order_and_reject_what_is_not_key_value():
 
 def test_bad_tags_are_a_configuration_error_naming_the_variable():
     with pytest.raises(ValueError, match="tags"):
-        load_settings({}, tags="env")
+        load(CollectorSettings, {}, tags="env")
 
 
 def test_host_id_is_a_hash_of_the_machine_id_stable_and_not_the_raw_id(tmp_path: Path):
@@ -277,9 +278,10 @@ def test_without_a_machine_id_the_host_id_is_generated_once_and_kept(tmp_path: P
 
 
 def test_hoststream_host_id_overrides_the_derived_one(tmp_path: Path):
-    derived = load_settings({}, collector_dir=tmp_path).host_id
+    derived = load(CollectorSettings, {}, collector_dir=tmp_path).host_id
     assert len(derived) == 32
-    assert load_settings({}, host_id="db-1", collector_dir=tmp_path).host_id == "db-1"
+    settings = load(CollectorSettings, {}, host_id="db-1", collector_dir=tmp_path)
+    assert settings.host_id == "db-1"
 
 
 def _all_values(value):

@@ -1,13 +1,13 @@
 from pathlib import Path
 
-from app.settings import Settings
+from config import AllSettings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_the_readme_documents_every_setting():
     missing = [
-        name for name in Settings.model_fields if f"`HOSTSTREAM_{name.upper()}`" not in README
+        name for name in AllSettings.model_fields if f"`HOSTSTREAM_{name.upper()}`" not in README
     ]
     assert missing == []
 

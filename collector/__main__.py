@@ -1,0 +1,7 @@
+"""``python -m collector HANDOVER``: see :mod:`collector.main`."""
+
+import sys
+
+from collector.main import main
+
+sys.exit(main(sys.argv))

@@ -1,0 +1,109 @@
+"""The worker's settings (``hoststream worker``): the Faust app, its batches and rules,
+and the services it writes to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from config.common import LOOPBACK
+from config.services import ServiceSettings
+
+
+class WorkerSettings(ServiceSettings):
+    """Settings of ``hoststream worker``."""
+
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor of topics hoststream creates."
+    )
+    app_id: str = Field(
+        default="hoststream", description="Faust app id: consumer group and changelog prefix."
+    )
+    store: str = Field(default="rocksdb://", description="Faust table store URL.")
+    data_dir: Path = Field(
+        default=Path(".hoststream/worker"),
+        description="Worker state: RocksDB tables, in a folder per app id; one per worker.",
+    )
+    web_host: str = Field(default=LOOPBACK, description="Address the worker's web server binds.")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the web server.")
+    batch_max_records: int = Field(
+        default=5000,
+        ge=1,
+        description="Most records in one batch: the worker's largest fetch from Kafka, and "
+        "its sinks' largest write. A batch never waits to fill: it is what Kafka had.",
+    )
+    max_future_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Silver rejects samples stamped further than this in the future, seconds.",
+    )
+    max_id_chars: int = Field(
+        default=256,
+        ge=1,
+        le=2000,
+        description="Silver rejects samples whose host_id or event_id is longer (both are "
+        "index keys: PostgreSQL indexes at most about 2,700 bytes per row).",
+    )
+    max_text_chars: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Silver rejects samples whose hostname is longer.",
+    )
+    dead_letter_max_bytes: int = Field(
+        default=900_000,
+        ge=1000,
+        description="Largest dead-letter message (key + value) sent as is; a larger one is "
+        "cut to this size with a hoststream-truncated header (silver.rejected keeps it "
+        "whole). Keep it under the broker's message.max.bytes (1 MB by default).",
+    )
+    gold_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A sample still counts in its gold window until this long after the "
+        "window's end (by the newest sample time on its partition); later ones are late.",
+    )
+    gold_upsert_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Gold writes the live rows of open windows to PostgreSQL at most this "
+        "often, seconds (0: after every batch). Their records are committed only once "
+        "written, so a crash replays them.",
+    )
+    gold_finalize_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often gold rows of closed windows are marked final; also how long "
+        "a closed window must be left unchanged first.",
+    )
+    gold_retention_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long the worker's windowed tables keep a window for lookups.",
+    )
+    anomaly_cpu_p95_percent: float = Field(
+        default=90.0, ge=0, le=100, description="Gold flags a window whose CPU p95 exceeds this."
+    )
+    anomaly_memory_max_percent: float = Field(
+        default=90.0,
+        ge=0,
+        le=100,
+        description="Gold flags a window whose memory maximum exceeds this.",
+    )
+    anomaly_disk_max_percent: float = Field(
+        default=90.0,
+        ge=0,
+        le=100,
+        description="Gold flags a window whose fullest disk exceeds this.",
+    )
+    broker_session_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Consumer group session timeout; short so a worker joins in seconds.",
+    )
+
+    @property
+    def faust_broker_url(self) -> str:
+        """The broker list as Faust takes it: ``kafka://h1:p1;h2:p2``."""
+        return ";".join(f"kafka://{server}" for server in self.bootstrap_servers)
