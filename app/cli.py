@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -97,7 +96,7 @@ def collect(
     Samples wait in an on-disk spool until Kafka acknowledges them, so a broker
     outage or a restart of the collector loses none.
     """
-    from collector.main import Handover, command
+    from collector.main import Handover, exec_collector
 
     settings = settings_or_exit(CollectorSettings, interval_s=interval)
     handover: Handover = {
@@ -113,8 +112,7 @@ def collect(
     }
     # The collector runs for months: it goes on in a process of its own that never
     # loads pydantic or typer (collector/main.py), under this one's pid.
-    args = command(handover)
-    os.execv(args[0], args)
+    exec_collector(handover)
 
 
 @cli.command()

@@ -1,4 +1,4 @@
-"""``python -m collector HANDOVER``: see :mod:`collector.main`."""
+"""``python -m collector --handover-fd N``: see :mod:`collector.main`."""
 
 import sys
 

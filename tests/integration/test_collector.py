@@ -12,6 +12,8 @@ import asyncio
 import base64
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -271,3 +273,21 @@ async def test_a_spool_damaged_under_the_collector_stops_it_with_one_line(
     assert ids[: len(sent)] == sent
     assert len(ids) == len(set(ids))
     assert set(left) <= set(ids)
+
+
+def test_settings_too_long_for_a_command_line_reach_the_collectors_process(tmp_path):
+    # hoststream collect hands its checked settings to the process it execs into; a
+    # command-line argument holds at most 128 kB (Linux), these tags make 200 kB of JSON.
+    tags = ",".join(f"team-{i}=service-{i}" for i in range(5000))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTSTREAM_")}
+    env |= {"HOSTSTREAM_TAGS": tags, "HOSTSTREAM_COLLECTOR_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "collect", "--once", "--print"],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    sample = orjson.loads(done.stdout)
+    assert len(sample["tags"]) == 5000
+    assert sample["tags"][-1] == {"key": "team-4999", "value": "service-4999"}
