@@ -6,154 +6,143 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
 from runtime.batch import Batch
-from schemas.anomalies import GoldRow, Thresholds, gold_row
+from schemas.anomalies import GoldWindow
 from schemas.rows import window_sample
 from schemas.stats import PipelineStats
 from schemas.windows import (
     WINDOW_SIZES_S,
+    HostState,
     Watermark,
+    WindowKey,
     WindowSample,
-    decode,
-    encode,
+    close_windows,
     expired_hosts,
     fold,
+    forget_flushed,
     judge,
     window_start,
 )
 from sinks.base import Sink
-from tables.gold import GoldTables
+from tables.gold import HostStates, HostUpdate
 
 log = logging.getLogger(__name__)
 
-WATERMARK_SWEEP_INTERVAL_S = 60.0
-"""How often gold looks for watermarks of hosts gone quiet (a scan of the table)."""
+EXPIRY_SWEEP_INTERVAL_S = 60.0
+"""How often gold looks for hosts gone quiet (a scan of the table)."""
 
 
 @dataclass(kw_only=True)
 class AggregateWindows:
-    """Folds each batch into the windowed tables, once per (host, window), and writes the
-    rows of the windows it touched to ``gold.perf_5min_summary`` and
+    """Folds each batch into its hosts' states (watermark and open windows) and writes
+    the rows of the windows it touched to ``gold.perf_5min_summary`` and
     ``gold.perf_1h_summary`` (sinks that keep a window's newest row until the
-    checkpoint flushes them)."""
+    checkpoint flushes them); the states go to their table at the same checkpoint."""
 
     name: ClassVar[str] = "aggregate_windows"
 
-    tables: GoldTables
-    sinks: dict[str, Sink[GoldRow]]
+    states: HostStates
+    sinks: dict[str, Sink[GoldWindow]]
+    """Window name -> where the windows a batch touched go (their rows are built there)."""
     tables_ready: Callable[[], Awaitable[None]]
-    """Returns once the tables may be written (their changelogs' metadata is known)."""
-    thresholds: Thresholds
+    """Returns once the table may be written (its changelog's metadata is known)."""
     grace_s: float
     retention_s: float
     stats: PipelineStats
+    _acknowledged: dict[int, int] = field(default_factory=dict, init=False)
+    """Partition -> highest offset acknowledged: every sink flushed what came before."""
     _swept_at: float = field(default=-math.inf, init=False)
 
     async def start(self) -> None:
         await self.tables_ready()
 
-    async def process(self, batch: Batch) -> None:
-        windows, watermarks = self._fold_batch(batch)
-        # The watermarks go to their changelog only once the windows' changelog records
-        # are in Kafka: the two tables' changelogs are different topics, and a table
-        # restored from them must never have a watermark claiming samples its windows
-        # lack (gold would skip those samples as replays).
-        await self.tables.windows_written()
-        self._store_watermarks(batch, watermarks)
-        self._expire_watermarks(batch)
-        for name, rows in windows.items():
-            await self.sinks[name].write(rows)
-        batch.samples = []  # folded: only its records' offsets are still needed
+    def acknowledged(self, partition: int, offset: int) -> None:
+        """The checkpoint flushed every sink up to ``offset`` of ``partition``."""
+        if offset > self._acknowledged.get(partition, -1):
+            self._acknowledged[partition] = offset
 
-    def _fold_batch(self, batch: Batch) -> tuple[dict[str, list[GoldRow]], dict[str, Watermark]]:
-        """Fold the batch into the windowed tables; return the rows of the windows it
-        touched, by window name, and its hosts' new watermarks (not stored yet)."""
+    async def process(self, batch: Batch) -> None:
         samples = [window_sample(row) for row in batch.samples]
-        partitions = {s.host_id: s.partition for s in samples}
-        marks = {}
-        for host, partition in partitions.items():
-            with batch.on_partition(partition):
-                stored = self.tables.watermarks.get(host)
-            if stored is not None:
-                marks[host] = Watermark(**stored)
-        judged = judge(samples, marks, self.grace_s)
-        for late, name in judged.late:
+        states: dict[str, HostState] = {}
+        for s in samples:
+            if s.host_id not in states:
+                state = self.states.get(s.host_id, batch, s.partition)
+                if state is not None:
+                    states[s.host_id] = state
+        judged = judge(samples, {host: state.mark for host, state in states.items()}, self.grace_s)
+        self._log_late(judged.late)
+        touched: dict[str, set[WindowKey]] = {}
+        for s in judged.replayed:
+            # Written again as stored: a crash between the state's flush and the rows'
+            # must not leave the rows behind.
+            for name, size_s in WINDOW_SIZES_S.items():
+                touched.setdefault(s.host_id, set()).add(
+                    (name, window_start(s.sample_time_s, size_s))
+                )
+        groups: dict[tuple[str, WindowKey], list[WindowSample]] = {}
+        for name, on_time in judged.on_time.items():
+            size_s = WINDOW_SIZES_S[name]
+            for s in on_time:
+                key = (name, window_start(s.sample_time_s, size_s))
+                groups.setdefault((s.host_id, key), []).append(s)
+                touched.setdefault(s.host_id, set()).add(key)
+        updates: list[HostUpdate] = []
+        rows: dict[str, list[GoldWindow]] = {name: [] for name in WINDOW_SIZES_S}
+        for host, mark in judged.watermarks.items():
+            state = states.get(host) or HostState(mark)
+            state.mark = mark
+            for key in touched.get(host, ()):
+                merged = fold(state.windows.get(key), groups.get((host, key), ()))
+                if merged is not None:
+                    state.windows[key] = merged
+                window = state.windows.get(key)
+                if window is not None:
+                    name, start = key
+                    rows[name].append(GoldWindow(host, start, WINDOW_SIZES_S[name], window))
+            close_windows(state, self.grace_s)
+            forget_flushed(state, self._acknowledged.get(mark.partition, -1))
+            updates.append((host, mark.partition, state, batch))
+        await self.states.write(updates)
+        await self.states.write(self._expired(batch))
+        for name, window_rows in rows.items():
+            await self.sinks[name].write(window_rows)
+        batch.samples = []  # folded: only its records' offsets are still needed
+        self.stats.processed += len(batch.records)
+
+    def _log_late(self, late: list[tuple[WindowSample, str]]) -> None:
+        for sample, name in late:
             self.stats.late_samples += 1
             log.warning(
                 "late sample of %s (partition %d, offset %d, at %s): its %s window had closed; "
                 "in silver, not in gold",
-                late.host_id,
-                late.partition,
-                late.offset,
-                datetime.fromtimestamp(late.sample_time_s, tz=UTC).isoformat(),
+                sample.host_id,
+                sample.partition,
+                sample.offset,
+                datetime.fromtimestamp(sample.sample_time_s, tz=UTC).isoformat(),
                 name,
             )
-        rows = {
-            name: self._fold_windows(batch, judged.on_time[name], judged.replayed, name, size_s)
-            for name, size_s in WINDOW_SIZES_S.items()
-        }
-        return rows, judged.watermarks
 
-    def _store_watermarks(self, batch: Batch, watermarks: dict[str, Watermark]) -> None:
-        for host, mark in watermarks.items():
-            with batch.on_partition(mark.partition):
-                self.tables.watermarks[host] = asdict(mark)
-
-    def _expire_watermarks(self, batch: Batch) -> None:
-        """Delete the watermarks of hosts whose windows have all expired, on the
-        partitions of ``batch`` (a table deletes through an event of its partition)."""
+    def _expired(self, batch: Batch) -> list[HostUpdate]:
+        """Forget the hosts whose windows have all expired, on the partitions of
+        ``batch`` (a table deletes through an event of its partition)."""
         now = time.monotonic()
-        if now - self._swept_at < WATERMARK_SWEEP_INTERVAL_S:
-            return
+        if now - self._swept_at < EXPIRY_SWEEP_INTERVAL_S:
+            return []
         self._swept_at = now
         partitions = {r.partition for r in batch.records}
-        marks = {
-            host: Watermark(**stored)
-            for host, stored in self.tables.watermarks.items()
-            if stored["partition"] in partitions
+        marks: dict[str, Watermark] = {
+            host: state.mark
+            for host, state in self.states.every()
+            if state.mark.partition in partitions
         }
         expired = expired_hosts(marks, self.retention_s)
-        for host in expired:
-            with batch.on_partition(marks[host].partition):
-                del self.tables.watermarks[host]
         if expired:
-            log.info("forgot the watermarks of %d hosts whose windows expired", len(expired))
-
-    def _fold_windows(
-        self,
-        batch: Batch,
-        samples: list[WindowSample],
-        replayed: list[WindowSample],
-        name: str,
-        size_s: int,
-    ) -> list[GoldRow]:
-        """Merge on-time samples into their windows; return the rows of every window the
-        batch touched. A replayed sample's window is written again as stored: a crash
-        between the table write and the PostgreSQL upsert must not leave the row behind."""
-        groups: dict[tuple[str, int], list[WindowSample]] = {}
-        for s in replayed:
-            groups.setdefault((s.host_id, window_start(s.sample_time_s, size_s)), [])
-        for s in samples:
-            groups.setdefault((s.host_id, window_start(s.sample_time_s, size_s)), []).append(s)
-        partitions = {s.host_id: s.partition for s in (*replayed, *samples)}
-        table = self.tables.windows[name].table
-        rows = []
-        for (host, start), group in groups.items():
-            key = (host, table.window.ranges(start)[0])
-            with batch.on_partition(partitions[host]):
-                stored = table.get(key)
-                current = decode(stored) if stored is not None else None
-                merged = fold(current, group)
-                if merged is not None:
-                    table[key] = encode(merged)
-            latest = merged or current
-            if latest is not None:
-                rows.append(gold_row(host, start, size_s, latest, self.thresholds))
-        return rows
+            log.info("forgot the state of %d hosts whose windows expired", len(expired))
+        return [(host, marks[host].partition, None, batch) for host in expired]
 
 
 @dataclass

@@ -165,6 +165,62 @@ def run(
 
 
 @cli.command()
+def replay(
+    from_: Annotated[str, typer.Option("--from", help="First event hour, UTC, as 2026-11-22T10.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Last event hour, included (default: --from).")
+    ] = None,
+    host: Annotated[
+        list[str] | None, typer.Option(help="Only this host's records (Kafka key); repeatable.")
+    ] = None,
+    to_topic: Annotated[
+        str | None, typer.Option(help="Topic to produce to (default: HOSTSTREAM_TOPIC).")
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option(help="Report bad objects and leave them out instead of stopping.")
+    ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(help="First delete the hours' silver rows and gold windows (see README)."),
+    ] = False,
+) -> None:
+    """Produce the lake's records of some event hours back to a topic, keyed as they were."""
+    require_extra("worker")
+    import asyncio
+
+    from app.replay import ReplayStopped, summary
+    from app.replay import replay as replay_hours
+    from schemas.lake import parse_hour
+
+    settings = settings_or_exit(WorkerSettings)
+    try:
+        first = parse_hour(from_)
+        last = parse_hour(to) if to is not None else first
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    if last < first:
+        fail("--to is before --from", code=2)
+    try:
+        done = asyncio.run(
+            replay_hours(
+                settings,
+                first,
+                last,
+                hosts=host or (),
+                to_topic=to_topic,
+                skip_bad=skip_bad,
+                rebuild=rebuild,
+                echo=lambda line: typer.echo(line, err=True),
+            )
+        )
+    except ReplayStopped as exc:
+        fail(str(exc))
+    except _unreachable() as exc:
+        fail(str(exc))
+    typer.echo(summary(done, to_topic or settings.topic, first, last))
+
+
+@cli.command()
 def config(
     markdown: Annotated[bool, typer.Option(help="Print the table of every setting.")] = False,
 ) -> None:

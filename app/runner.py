@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import typer
 
@@ -46,6 +47,7 @@ async def _run(settings: AllSettings, duration_s: float | None) -> int:
         f"  rows   psql {redacted_dsn(dsn)} -c 'SELECT * FROM silver.silver_performance "
         f"ORDER BY sample_time DESC LIMIT 5'\n"
         f"  web    http://{settings.web_host}:{settings.web_port}/stats/\n"
+        f"  lake   gs://{settings.gcs_bucket}/raw/{settings.topic}/\n"
         f"  logs   {log_dir}/worker.log, {log_dir}/collector.log\n"
         f"  stop   Ctrl-C (the stack keeps running; hoststream stack down stops it)"
     )
@@ -62,7 +64,10 @@ async def _run(settings: AllSettings, duration_s: float | None) -> int:
                         fg=typer.colors.RED,
                     )
                     return 1
-            typer.echo(f"[+{time.monotonic() - started:4.0f}s] {await _progress(dsn)}")
+            typer.echo(
+                f"[+{time.monotonic() - started:4.0f}s] {await _progress(dsn)}"
+                f"{await _lake_progress(settings)}"
+            )
         return 0
     finally:
         await asyncio.gather(*(_stop(process) for process in parts.values()))
@@ -110,6 +115,24 @@ async def _progress(dsn: str) -> str:
         f"bronze {row['bronze']} rows, silver {row['silver']} rows, "
         f"gold {row['gold']} 5-minute windows, {row['hosts']} host(s), {newest}"
     )
+
+
+async def _lake_progress(settings: AllSettings) -> str:
+    """The lake's part of the progress line, from the worker's ``/stats/``."""
+    if not settings.lake_enabled:
+        return ""
+    url = f"http://{settings.web_host}:{settings.web_port}/stats/"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(url) as response,
+        ):
+            lake = (await response.json())["lake"]
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+        return "; lake: waiting for the worker"
+    waiting = lake["gcs_waiting_s"]
+    outage = f", GCS unreachable for {waiting:.0f} s" if waiting else ""
+    return f"; lake {lake['objects']} objects, {lake['records']} records{outage}"
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -15,25 +15,29 @@ from typing import Any
 
 import faust
 import mode.loop
+from aiokafka import AIOKafkaConsumer
 
 from agents.bronze import StoreRawRecords
 from agents.gold import AggregateWindows, FinalizeWindows
+from agents.lake import ArchiveRecords
 from agents.silver import ValidateSamples
 from app.preflight import prepare_worker
 from app.quiet_logs import quiet_repeats
 from config import WorkerSettings
 from runtime.checkpoint import Checkpoint
-from runtime.consumer import BatchingApp
+from runtime.consumer import BatchingApp, Records
 from runtime.pipeline import Pipeline, Stage
 from runtime.tables import changelog_partitions_known
-from schemas.anomalies import GoldRow, Thresholds
+from schemas.anomalies import GoldRow, GoldWindow, Thresholds, gold_row
+from schemas.lake import LakeLimits, LakeStats
 from schemas.rows import Limits
 from schemas.stats import PipelineStats
 from sinks.coalescing import CoalescingSink
+from sinks.gcs import GcsBucket
 from sinks.medallion_db import MedallionDb
 from sinks.medallion_tables import BRONZE, GOLD, REJECTED, SILVER
 from sinks.postgres import waiting_for_postgres
-from tables.gold import GoldTables
+from tables.gold import HostStates
 from web.stats import add_stats_page
 
 
@@ -54,6 +58,8 @@ def create_app(settings: WorkerSettings) -> BatchingApp:
         # old membership to expire before it gets partitions back.
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
+        consumer_group_instance_id=settings.group_instance_id,
+        table_standby_replicas=settings.table_standby_replicas,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.replication_factor,
         # A new consumer group starts at the beginning: samples produced before
@@ -64,6 +70,21 @@ def create_app(settings: WorkerSettings) -> BatchingApp:
         key_serializer="raw",
         value_serializer="raw",
     )
+
+
+def store_options(settings: WorkerSettings) -> dict[str, Any]:
+    """RocksDB options of each table partition, sized by the settings.
+
+    Faust's defaults give every partition's database a 2 GB block cache and three
+    64 MB write buffers; gold reads its state from memory and RocksDB only on a
+    host's first sample after a start or rebalance, so small caches cost nothing.
+    """
+    return {
+        "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_bytes,
+        "block_cache_compressed_size": settings.rocksdb_block_cache_bytes,
+    }
 
 
 def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
@@ -80,13 +101,30 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
         value_type=bytes,
         partitions=settings.topic_partitions,
     )
-    tables = GoldTables.add_to(app, settings.topic_partitions, settings.gold_retention_s)
+    states = HostStates.add_to(app, settings.topic_partitions, store_options(settings))
     stats = PipelineStats()
     bronze, silver, rejected = db.sink(BRONZE), db.sink(SILVER), db.sink(REJECTED)
-    gold: dict[str, CoalescingSink[GoldRow]] = {
-        name: CoalescingSink(db.sink(table), key=lambda row: (row.host_id, row.window_start))
+    thresholds = Thresholds(
+        cpu_p95_percent=settings.anomaly_cpu_p95_percent,
+        memory_max_percent=settings.anomaly_memory_max_percent,
+        disk_max_percent=settings.anomaly_disk_max_percent,
+    )
+    gold: dict[str, CoalescingSink[GoldWindow, GoldRow]] = {
+        name: CoalescingSink(
+            db.sink(table),
+            key=lambda w: (w.host_id, w.start_s),
+            build=lambda w: gold_row(w.host_id, w.start_s, w.size_s, w.aggregate, thresholds),
+        )
         for name, table in GOLD.items()
     }
+    aggregate = AggregateWindows(
+        states=states,
+        sinks=dict(gold),
+        tables_ready=lambda: changelog_partitions_known(app, settings.topic, [states.table]),
+        grace_s=settings.gold_grace_s,
+        retention_s=settings.gold_retention_s,
+        stats=stats,
+    )
     stages: list[Stage] = [
         StoreRawRecords(bronze, stats),
         ValidateSamples(
@@ -102,26 +140,19 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
             stats=stats,
         ),
-        AggregateWindows(
-            tables=tables,
-            sinks=dict(gold),
-            tables_ready=lambda: changelog_partitions_known(app, tables.all),
-            thresholds=Thresholds(
-                cpu_p95_percent=settings.anomaly_cpu_p95_percent,
-                memory_max_percent=settings.anomaly_memory_max_percent,
-                disk_max_percent=settings.anomaly_disk_max_percent,
-            ),
-            grace_s=settings.gold_grace_s,
-            retention_s=settings.gold_retention_s,
-            stats=stats,
-        ),
+        aggregate,
     ]
     checkpoint = Checkpoint(
-        [bronze, silver, rejected, *gold.values()], settings.gold_upsert_interval_s
+        [bronze, silver, rejected, *gold.values(), states], settings.gold_upsert_interval_s
     )
 
-    def acknowledged(records: int) -> None:
-        stats.acknowledged += records
+    def acknowledged(records: Records) -> None:
+        stats.acknowledged += len(records)
+        newest: dict[int, int] = {}
+        for r in records:
+            newest[r.partition] = max(r.offset, newest.get(r.partition, -1))
+        for partition, offset in newest.items():
+            aggregate.acknowledged(partition, offset)
 
     Pipeline(app, metrics, stages, checkpoint, on_acknowledged=acknowledged)
     app.timer(settings.gold_finalize_interval_s, on_leader=True, name="finalize_windows")(
@@ -129,6 +160,8 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
             db.finalize_closed_windows, settings.gold_grace_s, settings.gold_finalize_interval_s
         )
     )
+
+    lake = add_lake(app, settings)
 
     def figures() -> dict[str, Any]:
         # ``waiting_for``: null, or the outage the worker is waiting out: the service,
@@ -138,11 +171,53 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
             **asdict(stats),
             "gold_rows": sum(sink.rows_written for sink in gold.values()),
             "waiting_for": waiting and waiting.as_json(),
+            "lake": lake and lake_figures(lake),
         }
 
     add_stats_page(app, figures)
     app.on_shutdown_close(db.close)
     return app
+
+
+def lake_agent(settings: WorkerSettings) -> ArchiveRecords:
+    """The lake agent: the metrics topic in its own consumer group, into the bucket."""
+    return ArchiveRecords(
+        consumer=lambda: AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=f"{settings.app_id}-lake",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.broker_session_timeout_s / 3) * 1000),
+        ),
+        bucket=GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None),
+        topic=settings.topic,
+        limits=LakeLimits(
+            max_records=settings.lake_max_records,
+            max_bytes=settings.lake_max_bytes,
+            max_age_s=settings.lake_max_age_s,
+            gzip=settings.lake_gzip,
+        ),
+        fetch_max_records=settings.batch_max_records,
+        stats=LakeStats(),
+    )
+
+
+def add_lake(app: BatchingApp, settings: WorkerSettings) -> ArchiveRecords | None:
+    """Run the lake agent in ``app`` when the lake is enabled."""
+    if not settings.lake_enabled:
+        return None
+    lake = lake_agent(settings)
+    app.task(lake.run)
+    app.on_shutdown_close(lake.bucket.close)
+    return lake
+
+
+def lake_figures(lake: ArchiveRecords) -> dict[str, Any]:
+    """What ``/stats/`` shows of the lake; ``gcs_waiting_s``: how long uploads have been
+    failing (null while GCS answers)."""
+    waiting = lake.bucket.waiting_s if isinstance(lake.bucket, GcsBucket) else None
+    return {**asdict(lake.stats), "gcs_waiting_s": waiting and round(waiting, 1)}
 
 
 def run_worker(settings: WorkerSettings, loglevel: str) -> None:

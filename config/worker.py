@@ -3,15 +3,17 @@ and the services it writes to."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field
 
 from config.common import LOOPBACK
+from config.lake import LakeSettings
 from config.services import ServiceSettings
 
 
-class WorkerSettings(ServiceSettings):
+class WorkerSettings(LakeSettings, ServiceSettings):
     """Settings of ``hoststream worker``."""
 
     replication_factor: int = Field(
@@ -80,7 +82,8 @@ class WorkerSettings(ServiceSettings):
     gold_retention_s: float = Field(
         default=86400.0,
         gt=0,
-        description="How long the worker's windowed tables keep a window for lookups.",
+        description="Gold forgets a host (its watermark and open windows) once its newest "
+        "sample is this much older than the newest on its partition, seconds.",
     )
     anomaly_cpu_p95_percent: float = Field(
         default=90.0, ge=0, le=100, description="Gold flags a window whose CPU p95 exceeds this."
@@ -97,11 +100,43 @@ class WorkerSettings(ServiceSettings):
         le=100,
         description="Gold flags a window whose fullest disk exceeds this.",
     )
+    rocksdb_write_buffer_bytes: int = Field(
+        default=4 * 2**20,
+        ge=2**16,
+        description="RocksDB write buffer of each table partition (two at most), bytes.",
+    )
+    rocksdb_block_cache_bytes: int = Field(
+        default=8 * 2**20,
+        ge=0,
+        description="RocksDB block cache of each table partition, bytes. Gold reads its "
+        "state from memory, and RocksDB only for a host's first sample after a start.",
+    )
+    table_standby_replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Standby copies of each table partition kept by other workers: a "
+        "worker taking over a dead one's partitions starts from its copy instead of "
+        "reading the whole changelog.",
+    )
+    static_membership: bool = Field(
+        default=True,
+        description="Join the consumer group as a static member (group.instance.id from "
+        "the machine's name and the data directory): a worker restarted within the "
+        "session timeout gets its partitions back at once, without a rebalance. A worker "
+        "stopped for good hands its partitions over only after the session timeout.",
+    )
     broker_session_timeout_s: float = Field(
         default=10.0,
         gt=0,
         description="Consumer group session timeout; short so a worker joins in seconds.",
     )
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The static member id, or None: unique per data directory on a machine."""
+        if not self.static_membership:
+            return None
+        return f"{socket.gethostname()}:{(self.data_dir / self.app_id).resolve()}"
 
     @property
     def faust_broker_url(self) -> str:

@@ -64,11 +64,12 @@ class Pipeline:
         topic: faust.TopicT,
         stages: Sequence[Stage],
         checkpoint: Checkpoint,
-        on_acknowledged: Callable[[int], None],
+        on_acknowledged: Callable[[Records], None],
     ) -> None:
         """Register everything with ``app``: call before the worker starts.
 
-        ``on_acknowledged`` is told how many records each acknowledgement covered.
+        ``on_acknowledged`` is given the records of each acknowledged batch: every
+        sink has flushed what the stages made of them.
         """
         self.app = app
         self.checkpoint = checkpoint
@@ -124,7 +125,7 @@ class Pipeline:
         if failure is not None:
             die("the checkpoint's flush", failure)
         batching_consumer(self.app).acknowledge(batch.records)
-        self._on_acknowledged(len(batch.records))
+        self._on_acknowledged(batch.records)
 
     async def _abandon_in_flight(
         self, sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
@@ -139,6 +140,10 @@ class Pipeline:
             log.warning("rebalance: %d batches in flight will be read again", len(self._in_flight))
         for batch in list(self._in_flight):
             batch.abandon()
+        # Stages may have written batches between the revocation and now: what the
+        # sinks hold of them is dropped too, or a state or row of a partition now
+        # another worker's could be flushed over its newer one.
+        await self.checkpoint.drop()
 
     async def _drop_checkpoint(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
         """Drop what waits for the checkpoint before another worker takes the partitions."""

@@ -41,6 +41,17 @@ class GoldRow:
     disk_anomaly: bool
 
 
+@dataclass(frozen=True, slots=True)
+class GoldWindow:
+    """One host's window as gold last folded it: its row is built when written."""
+
+    host_id: str
+    start_s: int
+    """Epoch seconds."""
+    size_s: int
+    aggregate: WindowAggregate
+
+
 def gold_row(
     host_id: str, start_s: int, size_s: int, agg: WindowAggregate, thresholds: Thresholds
 ) -> GoldRow:

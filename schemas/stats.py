@@ -9,8 +9,10 @@ from dataclasses import dataclass
 class PipelineStats:
     """Totals since this worker started."""
 
+    processed: int = 0
+    """Records every stage has processed: gold's state holds their samples."""
     acknowledged: int = 0
-    """Records every stage has written, so Faust may commit their offsets."""
+    """Records every sink has flushed, so Faust may commit their offsets."""
     bronze_rows: int = 0
     """Rows new to bronze (a replayed record is not counted twice)."""
     silver_rows: int = 0

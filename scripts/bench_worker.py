@@ -4,9 +4,11 @@
   (b) a bare Faust agent that only iterates: Faust's own floor, on asyncio's
       loop (as the issue defines it) and on uvloop (which the worker uses);
   (c) the full hoststream worker: bronze + silver + gold, both windows, PostgreSQL;
+  (d) the same worker with the GCS lake too (fake-gcs-server): its medallion's rate,
+      and the rate until every record is in both the medallion and the lake;
   then the latency from a sample's timestamp to its silver row at a steady rate.
 
-It starts its own Kafka and PostgreSQL (the local stack, in a temporary directory
+It starts its own Kafka, PostgreSQL and fake-gcs-server (the local stack, in a temporary directory
 on free loopback ports) and stops them at the end.
 
     .venv/bin/python scripts/bench_worker.py --records 100000 --rate 5000
@@ -26,6 +28,7 @@ import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -100,8 +103,27 @@ async def bare_consumer(settings: AllSettings, count: int) -> float:
         await consumer.stop()
 
 
-def watch(url: str, count: int, process: subprocess.Popen[bytes], timeout_s: float) -> float:
-    """Events/s of a worker from its first acknowledged event to its ``count``-th."""
+Progress = Callable[[dict[str, Any]], int]
+"""Events done so far, from a worker's stats page."""
+
+
+def acknowledged(stats: dict[str, Any]) -> int:
+    return int(stats["acknowledged"])
+
+
+def in_medallion_and_lake(stats: dict[str, Any]) -> int:
+    return min(int(stats["acknowledged"]), int(stats["lake"]["records"]))
+
+
+def watch(
+    url: str,
+    count: int,
+    process: subprocess.Popen[bytes],
+    timeout_s: float,
+    progress: Progress = acknowledged,
+) -> float:
+    """Events/s of a worker from its first acknowledged event until ``progress`` reaches
+    ``count``."""
     first_at = first_count = None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -109,23 +131,31 @@ def watch(url: str, count: int, process: subprocess.Popen[bytes], timeout_s: flo
             raise SystemExit(f"the worker exited with status {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                done = orjson.loads(response.read())["acknowledged"]
+                stats = orjson.loads(response.read())
+            started, done = acknowledged(stats), progress(stats)
         except OSError:
-            done = 0
+            started = done = 0
         now = time.perf_counter()
-        if done and first_at is None:
-            first_at, first_count = now, done
+        if started and first_at is None:
+            first_at, first_count = now, started
         if done >= count and first_at is not None and first_count is not None:
             return (done - first_count) / (now - first_at)
         time.sleep(0.05)
     raise SystemExit(f"no result from {url} within {timeout_s} s")
 
 
-def run_worker(command: list[str], env: dict[str, str], url: str, count: int, log: Path) -> float:
+def run_worker(
+    command: list[str],
+    env: dict[str, str],
+    url: str,
+    count: int,
+    log: Path,
+    progress: Progress = acknowledged,
+) -> float:
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            return watch(url, count, process, timeout_s=600)
+            return watch(url, count, process, timeout_s=600, progress=progress)
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -221,7 +251,7 @@ async def main() -> None:
     settings = bench_settings(state, args.batch_max_records)
     stack = Stack(settings)
     stack.install()
-    stack.up(["kafka", "postgres"])
+    stack.up(["kafka", "postgres", "gcs"])
     try:
         await ensure_topics(settings)
         batch = records(args.records, datetime.now(UTC), random.Random(1))
@@ -272,11 +302,39 @@ async def main() -> None:
                     settings,
                     HOSTSTREAM_APP_ID="bench-worker",
                     HOSTSTREAM_GOLD_UPSERT_INTERVAL_S="0",
+                    HOSTSTREAM_LAKE_ENABLED="false",
                 ),
                 f"http://{LOOPBACK}:{settings.web_port}/stats/",
                 args.records,
                 state / "worker.log",
             ),
+        )
+        lake: dict[str, float] = {}
+        for label, progress in (
+            ("medallion", acknowledged),
+            ("medallion and lake", in_medallion_and_lake),
+        ):
+            lake[label] = timed(
+                f"(d) hoststream worker with the GCS lake: records in the {label}",
+                lambda label=label, progress=progress: run_worker(
+                    [sys.executable, "-m", "app.cli", "worker", "--loglevel", "warn"],
+                    worker_env(
+                        settings,
+                        HOSTSTREAM_APP_ID=f"bench-worker-lake-{label.replace(' ', '-')}",
+                        HOSTSTREAM_GOLD_UPSERT_INTERVAL_S="0",
+                        HOSTSTREAM_LAKE_ENABLED="true",
+                        # The last object of each partition is a quiet one: cut it at once.
+                        HOSTSTREAM_LAKE_MAX_AGE_S="1",
+                    ),
+                    f"http://{LOOPBACK}:{settings.web_port}/stats/",
+                    args.records,
+                    state / f"worker-lake-{label.replace(' ', '-')}.log",
+                    progress,
+                ),
+            )
+        print(
+            f"(d)/(c): medallion {lake['medallion'] / c:.2f}, "
+            f"medallion and lake {lake['medallion and lake'] / c:.2f}"
         )
         b, b_uvloop = baselines["asyncio"], baselines["uvloop"]
         print(

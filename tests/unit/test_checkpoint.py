@@ -36,7 +36,7 @@ def gold_sinks() -> tuple[dict[str, CoalescingSink], dict[str, ListSink]]:
         for name in ("5min", "1h")
     }
     coalescing = {
-        name: CoalescingSink(sink, key=lambda r: (r.host_id, r.window_start))
+        name: CoalescingSink(sink, key=lambda r: (r.host_id, r.window_start), build=lambda r: r)
         for name, sink in stored.items()
     }
     return coalescing, stored
@@ -93,7 +93,7 @@ async def test_a_failed_flush_fails_every_batch_it_covers():
             raise RuntimeError("disk full")
 
     sinks, _ = gold_sinks()
-    sinks["1h"] = CoalescingSink(Broken(key=lambda r: r), key=lambda r: r)
+    sinks["1h"] = CoalescingSink(Broken(key=lambda r: r), key=lambda r: r, build=lambda r: r)
     checkpoint = Checkpoint(list(sinks.values()), interval_s=0)
     batches = [Batch(), Batch()]
     for batch in batches:

@@ -14,14 +14,17 @@ from schemas.quantiles import (
 )
 from schemas.windows import (
     INT64_MAX,
+    HostState,
     Watermark,
     WindowAggregate,
     WindowSample,
     aggregate,
-    decode,
-    encode,
+    close_windows,
+    decode_state,
+    encode_state,
     expired_hosts,
     fold,
+    forget_flushed,
     is_late,
     judge,
     merge,
@@ -108,10 +111,36 @@ def test_offsets_are_tracked_per_partition():
     assert agg.covers(sample(offset=3, partition=0))
 
 
-def test_the_table_encoding_round_trips():
+def test_the_table_encoding_of_a_host_state_round_trips():
     agg = aggregate([sample(offset=4, cpu=0.0), sample(offset=9, cpu=73.2, partition=3)])
-    assert decode(encode(agg)) == agg
-    assert decode(encode(WindowAggregate())) == WindowAggregate()
+    state = HostState(
+        Watermark(1_300.5, 3, 9),
+        windows={("5min", 1_200): agg, ("1h", 0): WindowAggregate(), ("5min", 900): agg},
+        closed_at={("5min", 900): 7},
+    )
+    assert decode_state(encode_state(state)) == state
+    assert decode_state(encode_state(HostState(Watermark(0.0, 0, 0)))) == HostState(
+        Watermark(0.0, 0, 0)
+    )
+
+
+def test_a_closed_window_leaves_the_state_once_its_closing_batch_is_acknowledged():
+    # 5-minute windows [900, 1200) and [1200, 1500), the hour [0, 3600); grace 60 s.
+    agg = aggregate([sample(offset=1)])
+    state = HostState(
+        Watermark(1_250.0, 0, 5),
+        windows={("5min", 900): agg, ("5min", 1_200): agg, ("1h", 0): agg},
+    )
+    assert close_windows(state, grace_s=60) == []  # 1200 + 60 is not before 1250
+    state.mark = Watermark(1_261.0, 0, 8)
+    assert close_windows(state, grace_s=60) == [("5min", 900)]
+    assert close_windows(state, grace_s=60) == []  # closed once, at the offset it closed
+    assert state.closed_at == {("5min", 900): 8}
+    forget_flushed(state, acknowledged_offset=7)  # a replay could still ask for it
+    assert ("5min", 900) in state.windows
+    forget_flushed(state, acknowledged_offset=8)
+    assert set(state.windows) == {("5min", 1_200), ("1h", 0)}
+    assert state.closed_at == {}
 
 
 def test_gold_row_sums_deltas_and_flags_thresholds():
@@ -184,7 +213,7 @@ def test_byte_totals_saturate_at_64_bits_instead_of_overflowing_the_row():
     assert both.count == 3
 
 
-def test_watermarks_of_hosts_quiet_longer_than_the_retention_expire_by_event_time():
+def test_hosts_quiet_longer_than_the_retention_expire_by_event_time():
     day = 86_400.0
     marks = {
         "busy": Watermark(newest_s=10 * day, partition=0, offset=9),
