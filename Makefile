@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit integration lint format typecheck check stack-up stack-down stack-status bench bench-collector bench-worker outage-check clean
+.PHONY: help install run test unit integration lint format typecheck check stack-up stack-down stack-status bench bench-collector bench-worker bench-fleet outage-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,10 +45,13 @@ stack-down: ## Stop the local stack
 stack-status: ## Show what is up and where
 	$(VENV)/hoststream stack status
 
-bench: bench-collector bench-worker ## Both benchmarks (prints figures; not tests)
+bench: bench-collector bench-worker bench-fleet ## Every benchmark (prints figures; not tests)
 
 bench-worker: install ## Worker events/s beside bare aiokafka and bare Faust, and latency (prints figures)
 	$(VENV)/python scripts/bench_worker.py
+
+bench-fleet: install ## Worker records/s, RSS and restart times for 100, 1,000 and 10,000 hosts (prints a table)
+	$(VENV)/python scripts/bench_fleet.py
 
 bench-collector: install ## CPU per sample and peak RSS of the collector beside collectd (prints figures)
 	$(VENV)/python scripts/bench_collector.py

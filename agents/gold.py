@@ -16,16 +16,12 @@ from schemas.rows import window_sample
 from schemas.stats import PipelineStats
 from schemas.windows import (
     WINDOW_SIZES_S,
-    HostState,
     Watermark,
-    WindowKey,
     WindowSample,
+    advance,
     close_windows,
     expired_hosts,
-    fold,
     forget_flushed,
-    judge,
-    window_start,
 )
 from sinks.base import Sink
 from tables.gold import HostStates, HostUpdate
@@ -66,51 +62,29 @@ class AggregateWindows:
             self._acknowledged[partition] = offset
 
     async def process(self, batch: Batch) -> None:
-        samples = [window_sample(row) for row in batch.samples]
-        states: dict[str, HostState] = {}
-        for s in samples:
-            if s.host_id not in states:
-                state = self.states.get(s.host_id, batch, s.partition)
-                if state is not None:
-                    states[s.host_id] = state
-        judged = judge(samples, {host: state.mark for host, state in states.items()}, self.grace_s)
-        self._log_late(judged.late)
-        touched: dict[str, set[WindowKey]] = {}
-        for s in judged.replayed:
-            # Written again as stored: a crash between the state's flush and the rows'
-            # must not leave the rows behind.
-            for name, size_s in WINDOW_SIZES_S.items():
-                touched.setdefault(s.host_id, set()).add(
-                    (name, window_start(s.sample_time_s, size_s))
-                )
-        groups: dict[tuple[str, WindowKey], list[WindowSample]] = {}
-        for name, on_time in judged.on_time.items():
-            size_s = WINDOW_SIZES_S[name]
-            for s in on_time:
-                key = (name, window_start(s.sample_time_s, size_s))
-                groups.setdefault((s.host_id, key), []).append(s)
-                touched.setdefault(s.host_id, set()).add(key)
+        by_host: dict[str, list[WindowSample]] = {}
+        for row in batch.samples:
+            s = window_sample(row)
+            by_host.setdefault(s.host_id, []).append(s)
         updates: list[HostUpdate] = []
-        rows: dict[str, list[GoldWindow]] = {name: [] for name in WINDOW_SIZES_S}
-        for host, mark in judged.watermarks.items():
-            state = states.get(host) or HostState(mark)
-            state.mark = mark
-            for key in touched.get(host, ()):
-                merged = fold(state.windows.get(key), groups.get((host, key), ()))
-                if merged is not None:
-                    state.windows[key] = merged
-                window = state.windows.get(key)
-                if window is not None:
-                    name, start = key
-                    rows[name].append(GoldWindow(host, start, WINDOW_SIZES_S[name], window))
+        windows: dict[str, list[GoldWindow]] = {name: [] for name in WINDOW_SIZES_S}
+        for host, samples in by_host.items():
+            partition = samples[0].partition
+            done = advance(self.states.get(host, batch, partition), samples, self.grace_s)
+            state = done.state
+            self._log_late(done.late)
+            for name, start in done.touched:
+                window = state.windows.get((name, start))
+                if window is not None:  # None: a replay of a window closed and flushed
+                    windows[name].append(GoldWindow(host, start, WINDOW_SIZES_S[name], window))
             close_windows(state, self.grace_s)
-            forget_flushed(state, self._acknowledged.get(mark.partition, -1))
-            updates.append((host, mark.partition, state, batch))
+            forget_flushed(state, self._acknowledged.get(state.mark.partition, -1))
+            updates.append((host, state.mark.partition, state, batch))
         await self.states.write(updates)
         await self.states.write(self._expired(batch))
-        for name, window_rows in rows.items():
-            await self.sinks[name].write(window_rows)
-        batch.samples = []  # folded: only its records' offsets are still needed
+        for name, touched in windows.items():
+            await self.sinks[name].write(touched)
+        batch.samples = []  # added: only its records' offsets are still needed
         self.stats.processed += len(batch.records)
 
     def _log_late(self, late: list[tuple[WindowSample, str]]) -> None:

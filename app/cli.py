@@ -69,12 +69,15 @@ def require_extra(extra: str) -> None:
 
 
 def _unreachable() -> tuple[type[Exception], ...]:
-    # sinks.postgres is imported only by the commands that use the database (a
-    # collector-only install has no asyncpg): its error can only occur once it is.
-    postgres = sys.modules.get("sinks.postgres")
-    if postgres is None:
-        return (BrokerUnreachable,)
-    return (BrokerUnreachable, postgres.DatabaseUnreachable)
+    # sinks.postgres and sinks.gcs are imported only by the commands that use them (a
+    # collector-only install has neither asyncpg nor gcloud): their errors can only
+    # occur once they are.
+    postgres, gcs = (sys.modules.get(m) for m in ("sinks.postgres", "sinks.gcs"))
+    return (
+        BrokerUnreachable,
+        *((postgres.DatabaseUnreachable,) if postgres else ()),
+        *((gcs.BucketUnusable,) if gcs else ()),
+    )
 
 
 @cli.command()

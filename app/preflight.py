@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from collector.publisher import BrokerUnreachable
 from config import WorkerSettings
+from sinks.gcs import GcsBucket
 from sinks.medallion_db import MedallionDb
+
+log = logging.getLogger(__name__)
 
 
 def topic_names(settings: WorkerSettings) -> list[str]:
@@ -51,8 +55,28 @@ async def ensure_topics(settings: WorkerSettings, timeout_s: float = 15.0) -> No
 async def prepare_worker(settings: WorkerSettings) -> MedallionDb:
     """Create what the worker needs and open the database (ensuring its schema, once per
     start); raise ``BrokerUnreachable`` or ``DatabaseUnreachable`` at once when Kafka or
-    PostgreSQL does not answer (a worker started against no service exits)."""
+    PostgreSQL does not answer (a worker started against no service exits), and
+    ``BucketUnusable`` for a lake bucket that is missing or forbidden."""
     # Faust creates only the last level of its data directory.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await ensure_topics(settings)
+    if settings.lake_enabled:
+        await check_lake_bucket(settings)
     return await MedallionDb.open(settings.postgres_dsn.get_secret_value(), wait=False)
+
+
+async def check_lake_bucket(settings: WorkerSettings) -> None:
+    """Raise :class:`~sinks.gcs.BucketUnusable` when GCS says the lake's bucket is missing
+    or forbidden; when GCS does not answer, say so and go on (the lake waits for it, the
+    medallion does not need it)."""
+    bucket = GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None)
+    try:
+        unreachable = await bucket.check()
+    finally:
+        await bucket.close()
+    if unreachable is not None:
+        log.warning(
+            "GCS does not answer for gs://%s (%s): the lake waits for it, the rest starts",
+            settings.gcs_bucket,
+            unreachable,
+        )

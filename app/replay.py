@@ -82,13 +82,18 @@ async def replay(
     included; hours since 1970-01-01T00Z) of ``settings.topic`` to ``to_topic`` (default:
     the same topic), only ``hosts``' when given (by Kafka key).
 
-    Raises :class:`ReplayStopped` for a bad object (unless ``skip_bad``) or a topic with
-    too few partitions, before producing anything of that object.
+    Raises :class:`ReplayStopped` for a bad object (unless ``skip_bad``), a topic with
+    too few partitions or GCS not answering, before producing anything of that object;
+    :class:`~sinks.gcs.BucketUnusable` for a bucket missing or forbidden.
     """
     target = to_topic or settings.topic
     bucket = GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None)
     done = Replayed()
     try:
+        # A command waits for nobody: GCS away is an error here, not an outage to sit out.
+        unreachable = await bucket.check()
+        if unreachable is not None:
+            raise ReplayStopped(f"GCS does not answer for gs://{bucket.bucket}: {unreachable}")
         partitions = await _objects(bucket, settings.topic, first_hour, last_hour, skip_bad, done)
         await ensure_topics(settings.model_copy(update={"topic": target}))
         producer = AIOKafkaProducer(

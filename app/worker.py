@@ -8,6 +8,8 @@ event loop the worker then runs on.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 import logging
 from dataclasses import asdict
@@ -175,6 +177,7 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
         }
 
     add_stats_page(app, figures)
+    return_freed_memory(app)
     app.on_shutdown_close(db.close)
     return app
 
@@ -218,6 +221,29 @@ def lake_figures(lake: ArchiveRecords) -> dict[str, Any]:
     failing (null while GCS answers)."""
     waiting = lake.bucket.waiting_s if isinstance(lake.bucket, GcsBucket) else None
     return {**asdict(lake.stats), "gcs_waiting_s": waiting and round(waiting, 1)}
+
+
+MEMORY_RETURN_INTERVAL_S = 10.0
+
+
+def return_freed_memory(app: BatchingApp) -> None:
+    """Have glibc hand memory the worker freed back to the system every few seconds.
+
+    A checkpoint frees in one go what it wrote (every changed host's state encoded,
+    the gold rows, COPY buffers), and glibc keeps such memory in its arenas for the
+    next allocation instead of returning it: at 10,000 hosts the RSS rose from 420
+    to 650 MB over a million records, of which malloc_trim returned up to 220 MB.
+    Nothing to do where the C library is not glibc (musl, macOS).
+    """
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+
+    async def trim_now() -> None:
+        trim(0)
+
+    app.timer(MEMORY_RETURN_INTERVAL_S, name="return_freed_memory")(trim_now)
 
 
 def run_worker(settings: WorkerSettings, loglevel: str) -> None:

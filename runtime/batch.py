@@ -63,6 +63,19 @@ class Batch:
             self._holds_room = False
             self.room.release()
 
+    def drop_payloads(self) -> None:
+        """Forget the records' keys and values once every stage has processed them.
+
+        What waits for the checkpoint needs only their positions (to acknowledge them)
+        and one event per partition (the checkpoint's table writes take their partition
+        from it): at 20,000 records/s a 5 s checkpoint would otherwise hold 100,000
+        values, most of the worker's memory.
+        """
+        for partition in {r.partition for r in self.records}:
+            self._event_of(partition)
+        for r in self.records:
+            r.key = r.value = None
+
     def finish(self, failure: BaseException | None = None) -> None:
         """Resolve ``done``: every sink flushed the batch, or a stage failed on it.
         A batch abandoned at a rebalance is resolved already and stays so."""

@@ -112,6 +112,7 @@ class Pipeline:
             if following is not None:
                 await following.send(value=batch)
                 continue
+            batch.drop_payloads()
             self.checkpoint.add(batch)
             batch.free_room()
             await self.checkpoint.commit_if_due()

@@ -11,7 +11,9 @@ window's p95 is the same however its samples were batched.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 
 SKETCH_RELATIVE_ACCURACY = 0.005
 SKETCH_MIN_PERCENT = 0.01
@@ -34,15 +36,57 @@ def bucket_value(index: int) -> float:
     return 2 * _GAMMA**index / (_GAMMA + 1)
 
 
-def quantile(buckets: dict[int, int], q: float) -> float:
-    """Nearest-rank quantile ``q`` (0-1] from bucket counts; 0.0 when empty."""
-    total = sum(buckets.values())
+class Sketch:
+    """Counts per bucket, as two sorted arrays (bucket index, count).
+
+    Gold holds one per metric and open window of every host: an array entry takes 8
+    bytes where a dict entry took about 60, and a busy host's hourly window has
+    hundreds of buckets.
+    """
+
+    __slots__ = ("_counts", "_indexes")
+
+    def __init__(self, items: Iterable[tuple[int, int]] = ()) -> None:
+        self._indexes = array("q")
+        self._counts = array("q")
+        for index, count in sorted(items):
+            self._indexes.append(index)
+            self._counts.append(count)
+
+    def add(self, index: int) -> None:
+        """Count one value of bucket ``index``."""
+        at = bisect_left(self._indexes, index)
+        if at < len(self._indexes) and self._indexes[at] == index:
+            self._counts[at] += 1
+        else:
+            self._indexes.insert(at, index)
+            self._counts.insert(at, 1)
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """(bucket index, count) pairs, lowest bucket first."""
+        return zip(self._indexes, self._counts, strict=True)
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sketch):
+            return NotImplemented
+        return self._indexes == other._indexes and self._counts == other._counts
+
+    def __repr__(self) -> str:
+        return f"Sketch({list(self.items())})"
+
+
+def quantile(sketch: Sketch, q: float) -> float:
+    """Nearest-rank quantile ``q`` (0-1] of a sketch; 0.0 when empty."""
+    total = sum(count for _, count in sketch.items())
     if total == 0:
         return 0.0
     rank = max(1, math.ceil(q * total))
     seen = 0
-    for index in sorted(buckets):
-        seen += buckets[index]
+    for index, count in sketch.items():
+        seen += count
         if seen >= rank:
             return bucket_value(index)
     raise AssertionError("unreachable: rank is at most the total count")
@@ -54,11 +98,3 @@ def exact_quantile(values: Iterable[float], q: float) -> float:
     if not ordered:
         return 0.0
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
-
-
-def merge_counts(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
-    """The counts of two sketches together."""
-    merged = dict(a)
-    for index, count in b.items():
-        merged[index] = merged.get(index, 0) + count
-    return merged

@@ -10,13 +10,13 @@ and memory p95 come from the sketch in :mod:`schemas.quantiles`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from schemas.quantiles import bucket, merge_counts
+from schemas.quantiles import Sketch, bucket
 
 INT64_MAX = 2**63 - 1
 """Byte totals saturate here: PostgreSQL's bigint and BigQuery's INT64 end there
@@ -24,6 +24,7 @@ INT64_MAX = 2**63 - 1
 
 WINDOW_SIZES_S = {"5min": 300, "1h": 3600}
 """The gold windows: name -> size in seconds."""
+_SIZES = tuple(WINDOW_SIZES_S.items())
 
 
 def window_start(epoch_s: float, size_s: int) -> int:
@@ -54,105 +55,61 @@ class WindowSample:
         self.memory_bucket = bucket(self.memory_percent)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: gold adds each sample to its windows in place
 class WindowAggregate:
-    """Everything gold keeps for one host and one window; merges exactly."""
+    """Everything gold keeps for one host and one window."""
 
     count: int = 0
     cpu_sum: float = 0.0
     cpu_max: float = 0.0
-    cpu_buckets: dict[int, int] = field(default_factory=dict)
+    cpu_buckets: Sketch = field(default_factory=Sketch)
     memory_sum: float = 0.0
     memory_max: float = 0.0
-    memory_buckets: dict[int, int] = field(default_factory=dict)
+    memory_buckets: Sketch = field(default_factory=Sketch)
     net_bytes_sent: int = 0
     net_bytes_recv: int = 0
     disk_max_percent: float = 0.0
     offsets: dict[int, int] = field(default_factory=dict)
-    """Highest Kafka offset merged, per partition: a replayed sample at or below it
+    """Highest Kafka offset added, per partition: a replayed sample at or below it
     is skipped, so a batch processed twice after a crash counts once."""
 
     def covers(self, sample: WindowSample) -> bool:
-        """Whether ``sample`` was already merged (a replay after a crash)."""
+        """Whether ``sample`` was already added (a replay after a crash)."""
         return sample.offset <= self.offsets.get(sample.partition, -1)
+
+    def add(self, s: WindowSample) -> None:
+        """Count ``s`` in the window (the caller checked it is not covered)."""
+        # Runs for every sample and window: comparisons instead of max() calls.
+        self.count += 1
+        self.cpu_sum += s.cpu_percent
+        self.memory_sum += s.memory_percent
+        if s.cpu_percent > self.cpu_max:
+            self.cpu_max = s.cpu_percent
+        if s.memory_percent > self.memory_max:
+            self.memory_max = s.memory_percent
+        if s.disk_max_percent > self.disk_max_percent:
+            self.disk_max_percent = s.disk_max_percent
+        self.net_bytes_sent = min(self.net_bytes_sent + s.net_bytes_sent_delta, INT64_MAX)
+        self.net_bytes_recv = min(self.net_bytes_recv + s.net_bytes_recv_delta, INT64_MAX)
+        self.cpu_buckets.add(s.cpu_bucket)
+        self.memory_buckets.add(s.memory_bucket)
+        if s.offset > self.offsets.get(s.partition, -1):
+            self.offsets[s.partition] = s.offset
 
 
 def aggregate(samples: Iterable[WindowSample]) -> WindowAggregate:
     """The aggregate of some samples of one host and window."""
-    # Runs for every sample and window: comparisons instead of max() calls.
-    cpu: dict[int, int] = {}
-    memory: dict[int, int] = {}
-    offsets: dict[int, int] = {}
-    count = 0
-    cpu_sum = memory_sum = cpu_max = memory_max = disk_max = 0.0
-    sent = recv = 0
+    agg = WindowAggregate()
     for s in samples:
-        count += 1
-        cpu_sum += s.cpu_percent
-        memory_sum += s.memory_percent
-        if s.cpu_percent > cpu_max:
-            cpu_max = s.cpu_percent
-        if s.memory_percent > memory_max:
-            memory_max = s.memory_percent
-        if s.disk_max_percent > disk_max:
-            disk_max = s.disk_max_percent
-        sent += s.net_bytes_sent_delta
-        recv += s.net_bytes_recv_delta
-        cpu[s.cpu_bucket] = cpu.get(s.cpu_bucket, 0) + 1
-        memory[s.memory_bucket] = memory.get(s.memory_bucket, 0) + 1
-        if s.offset > offsets.get(s.partition, -1):
-            offsets[s.partition] = s.offset
-    return WindowAggregate(
-        count,
-        cpu_sum,
-        cpu_max,
-        cpu,
-        memory_sum,
-        memory_max,
-        memory,
-        min(sent, INT64_MAX),
-        min(recv, INT64_MAX),
-        disk_max,
-        offsets,
-    )
-
-
-def merge(a: WindowAggregate, b: WindowAggregate) -> WindowAggregate:
-    """The aggregate of the samples of ``a`` and of ``b`` (disjoint sets of samples)."""
-    offsets = dict(a.offsets)
-    for partition, offset in b.offsets.items():
-        offsets[partition] = max(offsets.get(partition, -1), offset)
-    return replace(
-        a,
-        count=a.count + b.count,
-        cpu_sum=a.cpu_sum + b.cpu_sum,
-        cpu_max=max(a.cpu_max, b.cpu_max),
-        cpu_buckets=merge_counts(a.cpu_buckets, b.cpu_buckets),
-        memory_sum=a.memory_sum + b.memory_sum,
-        memory_max=max(a.memory_max, b.memory_max),
-        memory_buckets=merge_counts(a.memory_buckets, b.memory_buckets),
-        net_bytes_sent=min(a.net_bytes_sent + b.net_bytes_sent, INT64_MAX),
-        net_bytes_recv=min(a.net_bytes_recv + b.net_bytes_recv, INT64_MAX),
-        disk_max_percent=max(a.disk_max_percent, b.disk_max_percent),
-        offsets=offsets,
-    )
+        if not agg.covers(s):
+            agg.add(s)
+    return agg
 
 
 def is_late(sample_time_s: float, size_s: int, watermark_s: float, grace_s: float) -> bool:
     """Whether a sample arrives after its window closed: the window's end plus the grace
     lies before the watermark (the newest sample time seen on its partition)."""
     return window_start(sample_time_s, size_s) + size_s + grace_s < watermark_s
-
-
-def fold(
-    existing: WindowAggregate | None, samples: Iterable[WindowSample]
-) -> WindowAggregate | None:
-    """Merge into ``existing`` the samples it does not cover yet; None if none is new."""
-    base = existing or WindowAggregate()
-    fresh = [s for s in samples if not base.covers(s)]
-    if not fresh:
-        return None
-    return merge(base, aggregate(fresh))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,49 +122,6 @@ class Watermark:
     offset: int
     """Kafka position of the last sample judged: anything at or before it was judged
     before (and merged or found late), so a replay judges nothing twice."""
-
-
-@dataclass
-class Judged:
-    """A batch's samples sorted by :func:`judge`."""
-
-    on_time: dict[str, list[WindowSample]]
-    """Window name -> samples whose window is still open."""
-    late: list[tuple[WindowSample, str]]
-    """(sample, window name) pairs whose window had closed."""
-    replayed: list[WindowSample]
-    """Samples judged before a restart: merged already, or late then."""
-    watermarks: dict[str, Watermark]
-    """The hosts' watermarks after the batch."""
-
-
-def judge(
-    samples: Iterable[WindowSample], watermarks: dict[str, Watermark], grace_s: float
-) -> Judged:
-    """Sort samples, in Kafka order, into on time and late for each window size.
-
-    A sample is late for a window size when that window had closed (end plus
-    ``grace_s``) by the newest sample time of its host seen before it. Event
-    time, not the wall clock: a worker catching up on a backlog drops nothing.
-    """
-    # (newest_s, partition, offset) per host: tuples, as a Watermark per sample costs more.
-    marks = {host: (m.newest_s, m.partition, m.offset) for host, m in watermarks.items()}
-    judged = Judged({name: [] for name in WINDOW_SIZES_S}, [], [], {})
-    for s in samples:
-        mark = marks.get(s.host_id)
-        if mark is not None and mark[1] == s.partition and s.offset <= mark[2]:
-            judged.replayed.append(s)  # the replay must not judge it again
-            continue
-        moment = s.sample_time_s
-        newest = mark[0] if mark is not None and mark[0] > moment else moment
-        for name, size_s in WINDOW_SIZES_S.items():
-            if is_late(moment, size_s, newest, grace_s):
-                judged.late.append((s, name))
-            else:
-                judged.on_time[name].append(s)
-        marks[s.host_id] = (newest, s.partition, s.offset)
-    judged.watermarks = {host: Watermark(*mark) for host, mark in marks.items()}
-    return judged
 
 
 def expired_hosts(marks: dict[str, Watermark], retention_s: float) -> list[str]:
@@ -270,6 +184,59 @@ def forget_flushed(state: HostState, acknowledged_offset: int) -> None:
             del state.windows[key]
 
 
+@dataclass
+class Advanced:
+    """What :func:`advance` did with one host's samples of a batch."""
+
+    state: HostState
+    touched: set[WindowKey]
+    """Windows whose row must be written: those that took a sample, and those of
+    replayed samples (written again as stored: a crash between the state's flush and
+    the rows' must not leave the rows behind)."""
+    late: list[tuple[WindowSample, str]]
+    """(sample, window name) pairs whose window had closed: in silver, not in gold."""
+
+
+def advance(state: HostState | None, samples: Sequence[WindowSample], grace_s: float) -> Advanced:
+    """Add one host's samples, in Kafka order, to its windows (in place).
+
+    A sample is late for a window size when that window had closed (end plus
+    ``grace_s``) by the newest sample time of the host seen until then: event time,
+    not the wall clock, so a worker catching up on a backlog drops nothing. A sample
+    at or before the watermark's offset was judged before a restart (added, or found
+    late then) and is judged again by nobody.
+    """
+    first = samples[0]
+    if state is None:
+        state = HostState(Watermark(-math.inf, first.partition, -1))
+    newest, partition, offset = state.mark.newest_s, state.mark.partition, state.mark.offset
+    windows = state.windows
+    touched: set[WindowKey] = set()
+    late: list[tuple[WindowSample, str]] = []
+    for s in samples:
+        moment = s.sample_time_s
+        if s.partition == partition and s.offset <= offset:
+            touched.update((name, int(moment // size) * size) for name, size in _SIZES)
+            continue
+        if moment > newest:
+            newest = moment
+        for name, size in _SIZES:
+            start = int(moment // size) * size
+            if start + size + grace_s < newest:
+                late.append((s, name))
+                continue
+            key = (name, start)
+            window = windows.get(key)
+            if window is None:
+                window = windows[key] = WindowAggregate()
+            if not window.covers(s):
+                window.add(s)
+            touched.add(key)
+        partition, offset = s.partition, s.offset
+    state.mark = Watermark(newest, partition, offset)
+    return Advanced(state, touched, late)
+
+
 def encode_state(state: HostState) -> bytes:
     """The state as the table stores it: compact JSON."""
     return orjson.dumps(
@@ -320,10 +287,10 @@ def _decode_aggregate(fields: list[Any]) -> WindowAggregate:
         count,
         cpu_sum,
         cpu_max,
-        dict(cpu),
+        Sketch(cpu),
         memory_sum,
         memory_max,
-        dict(memory),
+        Sketch(memory),
         sent,
         recv,
         disk,

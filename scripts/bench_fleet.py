@@ -36,9 +36,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 from bench_worker import bench_settings, worker_env
+from pydantic import SecretStr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -73,7 +75,8 @@ async def produce(
 ) -> None:
     """Samples ``first`` to ``first + count`` of a stream of ``hosts`` hosts starting at
     ``start_s``, 10 s apart per host; generated as they are sent."""
-    rng = random.Random(first)
+    # Seeded by the run too: a sample of another run would be a duplicate to silver.
+    rng = random.Random(f"{hosts}:{first}")
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, linger_ms=20, max_batch_size=262_144
     )
@@ -102,6 +105,29 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+async def new_database(settings: AllSettings, name: str) -> str:
+    """A database of its own for a run: silver's duplicates are judged per database."""
+    admin_dsn = settings.postgres_dsn.get_secret_value()
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def check_gold(settings: AllSettings, count: int) -> None:
+    """Every sample counted once in each window size: the run measured the whole work."""
+    connection = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
+    try:
+        for table in ("gold.perf_5min_summary", "gold.perf_1h_summary"):
+            counted = await connection.fetchval(f"SELECT sum(sample_count) FROM {table}")
+            if counted != count:
+                raise SystemExit(f"{table} counts {counted:,} samples of {count:,}")
+    finally:
+        await connection.close()
 
 
 def start_worker(settings: AllSettings, log: Path) -> subprocess.Popen[bytes]:
@@ -146,7 +172,16 @@ async def restart(settings: AllSettings, hosts: int, produced: int, log: Path) -
 
 
 async def run(base: AllSettings, hosts: int, count: int, state: Path) -> Result:
-    settings = base.model_copy(update={"topic": f"fleet_{hosts}", "app_id": f"bench-fleet-{hosts}"})
+    # The medallion alone (the lake has its figures in scripts/bench_worker.py), and a
+    # database of its own (silver's duplicates are judged per database).
+    settings = base.model_copy(
+        update={
+            "topic": f"fleet_{hosts}",
+            "app_id": f"bench-fleet-{hosts}",
+            "lake_enabled": False,
+            "postgres_dsn": SecretStr(await new_database(base, f"fleet_{hosts}")),
+        }
+    )
     await ensure_topics(settings)
     print(f"{hosts:,} hosts: producing {count:,} records ...", flush=True)
     # The stream ends now: every window is open or recent, as for a live fleet.
@@ -167,6 +202,7 @@ async def run(base: AllSettings, hosts: int, count: int, state: Path) -> Result:
         wait_for(url, "acknowledged", count, worker)
     finally:
         kill(worker)
+    await check_gold(settings, count)
     result.kept = await restart(settings, hosts, count, log)
     shutil.rmtree(settings.data_dir / settings.app_id)
     result.lost = await restart(settings, hosts, count + hosts, log)

@@ -34,6 +34,11 @@ _RETRIED = (aiohttp.ClientError, OSError, TimeoutError)
 missing or forbidden until someone fixes it. The lake waits rather than drops."""
 
 
+class BucketUnusable(RuntimeError):
+    """The bucket is missing or may not be used with these credentials: a setting to fix,
+    not an outage to wait out."""
+
+
 class GcsBucket(Sink[LakeObject]):
     """One bucket. Writing uploads each object at once and returns once it is stored."""
 
@@ -56,6 +61,26 @@ class GcsBucket(Sink[LakeObject]):
     def waiting_s(self) -> float | None:
         """How long uploads have been failing, or None while GCS answers."""
         return None if self._waiting_since is None else time.monotonic() - self._waiting_since
+
+    async def check(self, timeout_s: int = 10) -> str | None:
+        """None when the bucket answers; the reason when GCS does not (an outage).
+
+        Raises :class:`BucketUnusable` when GCS answers that the bucket is missing or
+        forbidden: uploads would wait for good, for a fix nobody knows is needed.
+        """
+        try:
+            await self.storage.get_bucket_metadata(self.bucket, timeout=timeout_s)
+        except aiohttp.ClientResponseError as exc:
+            if exc.status in (401, 403, 404):
+                problem = "does not exist" if exc.status == 404 else "may not be used"
+                raise BucketUnusable(
+                    f"GCS bucket gs://{self.bucket} {problem} (HTTP {exc.status} from "
+                    f"{self.api_root or 'GCS'}): create it or set HOSTSTREAM_GCS_BUCKET"
+                ) from None
+            return bounded_reason(f"HTTP {exc.status}: {exc.message}")
+        except _RETRIED as exc:
+            return bounded_reason(f"{type(exc).__name__}: {exc}")
+        return None
 
     async def write(self, rows: Sequence[LakeObject]) -> None:
         for lake_object in rows:

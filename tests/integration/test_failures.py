@@ -36,6 +36,25 @@ def test_worker_without_a_database_exits_with_one_clear_line(pipeline_settings: 
     assert "Traceback" not in done.stderr + done.stdout
 
 
+def test_worker_with_a_missing_lake_bucket_exits_with_one_clear_line(
+    pipeline_settings: AllSettings,
+):
+    env = settings_env(pipeline_settings.model_copy(update={"gcs_bucket": "no-such-bucket"}))
+    done = run_command(env, "worker", timeout_s=60)
+    assert done.returncode == 1
+    assert "hoststream: GCS bucket gs://no-such-bucket does not exist (HTTP 404" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_replay_with_gcs_away_stops_with_one_clear_line(pipeline_settings: AllSettings):
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = settings_env(pipeline_settings.model_copy(update={"gcs_emulator_host": dead}))
+    done = run_command(env, "replay", "--from", "2026-11-22T10", timeout_s=60)
+    assert done.returncode == 1
+    assert "hoststream: GCS does not answer for gs://" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
 def test_collector_without_a_broker_exits_with_one_clear_line(pipeline_settings: AllSettings):
     dead = f"127.0.0.1:{free_port()}"
     env = settings_env(pipeline_settings.model_copy(update={"kafka_bootstrap": dead}))

@@ -1,5 +1,3 @@
-import math
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -8,6 +6,7 @@ from schemas.anomalies import Thresholds, gold_row
 from schemas.quantiles import (
     SKETCH_MIN_PERCENT,
     SKETCH_RELATIVE_ACCURACY,
+    Sketch,
     bucket,
     exact_quantile,
     quantile,
@@ -18,16 +17,14 @@ from schemas.windows import (
     Watermark,
     WindowAggregate,
     WindowSample,
+    advance,
     aggregate,
     close_windows,
     decode_state,
     encode_state,
     expired_hosts,
-    fold,
     forget_flushed,
     is_late,
-    judge,
-    merge,
     window_start,
 )
 
@@ -79,34 +76,27 @@ def test_exact_quantile_is_nearest_rank():
 
 
 @given(st.lists(percents, max_size=100), st.lists(percents, max_size=100))
-def test_merging_aggregates_equals_aggregating_everything(first, second):
-    a = aggregate(sample(offset=i, cpu=v, memory=v) for i, v in enumerate(first))
-    b = aggregate(sample(offset=len(first) + i, cpu=v, memory=v) for i, v in enumerate(second))
-    whole = aggregate(sample(offset=i, cpu=v, memory=v) for i, v in enumerate(first + second))
-    merged = merge(a, b)
-    assert merged.count == whole.count
-    assert merged.cpu_buckets == whole.cpu_buckets
-    assert merged.memory_buckets == whole.memory_buckets
-    assert merged.cpu_max == whole.cpu_max
-    assert math.isclose(merged.cpu_sum, whole.cpu_sum, rel_tol=1e-9, abs_tol=1e-6)
-    assert merged.net_bytes_sent == whole.net_bytes_sent
-    assert merged.offsets == whole.offsets
+def test_adding_in_two_batches_equals_adding_at_once(first, second):
+    samples = [sample(offset=i, cpu=v, memory=v) for i, v in enumerate(first + second)]
+    split = aggregate(samples[: len(first)])
+    for s in samples[len(first) :]:
+        split.add(s)
+    assert split == aggregate(samples)
 
 
-def test_folding_a_replayed_batch_changes_nothing():
-    first = fold(None, [sample(offset=1), sample(offset=2)])
-    assert first is not None
-    assert fold(first, [sample(offset=1), sample(offset=2)]) is None
-    grown = fold(first, [sample(offset=2), sample(offset=3, cpu=99.0)])
-    assert grown is not None
-    assert grown.count == 3
-    assert grown.cpu_max == 99.0
-    assert grown.offsets == {0: 3}
+def test_advancing_a_replayed_batch_changes_nothing_but_rewrites_its_windows():
+    state = advance(None, [sample(offset=1), sample(offset=2)], grace_s=60).state
+    again = advance(state, [sample(offset=1), sample(offset=2)], grace_s=60)
+    assert again.touched == {("5min", 900), ("1h", 0)}  # rows written again, as stored
+    assert again.late == []
+    assert state.windows[("5min", 900)].count == 2
+    grown = advance(state, [sample(offset=2), sample(offset=3, cpu=99.0)], grace_s=60).state
+    window = grown.windows[("5min", 900)]
+    assert (window.count, window.cpu_max, window.offsets) == (3, 99.0, {0: 3})
 
 
 def test_offsets_are_tracked_per_partition():
-    agg = fold(None, [sample(offset=10, partition=0)])
-    assert agg is not None
+    agg = aggregate([sample(offset=10, partition=0)])
     assert not agg.covers(sample(offset=3, partition=1))
     assert agg.covers(sample(offset=3, partition=0))
 
@@ -170,36 +160,37 @@ def test_a_sample_is_late_only_after_its_window_and_the_grace():
 
 
 def test_zero_percent_has_its_own_bucket():
-    assert quantile({bucket(0.0): 5}, 0.95) == 0.0
+    assert quantile(Sketch([(bucket(0.0), 5)]), 0.95) == 0.0
 
 
-def test_judging_follows_event_time_per_host_in_kafka_order():
+def test_lateness_follows_event_time_per_host_in_kafka_order():
     # Windows of 300 s, grace 60 s. Host h: 1000, 1300, then 1100 (window [900, 1200)
     # closes at 1260 < 1300: late for 5 min, on time for the hour [0, 3600)).
     samples = [sample(offset=1, t=1_000), sample(offset=2, t=1_300), sample(offset=3, t=1_100)]
-    judged = judge(samples, {}, grace_s=60)
-    assert [s.offset for s in judged.on_time["5min"]] == [1, 2]
-    assert [s.offset for s in judged.on_time["1h"]] == [1, 2, 3]
-    assert [(s.offset, name) for s, name in judged.late] == [(3, "5min")]
-    assert judged.watermarks["h"] == Watermark(1_300, 0, 3)
+    done = advance(None, samples, grace_s=60)
+    counts = {key: window.count for key, window in done.state.windows.items()}
+    assert counts == {("5min", 900): 1, ("5min", 1_200): 1, ("1h", 0): 3}
+    assert [(s.offset, name) for s, name in done.late] == [(3, "5min")]
+    assert done.state.mark == Watermark(1_300, 0, 3)
 
 
 def test_a_backlog_in_order_is_never_late():
     samples = [sample(offset=i, t=1_000 + 10 * i) for i in range(1_000)]
-    judged = judge(samples, {}, grace_s=0)
-    assert judged.late == []
-    assert len(judged.on_time["5min"]) == 1_000
+    done = advance(None, samples, grace_s=0)
+    assert done.late == []
+    windows = done.state.windows
+    assert sum(w.count for (name, _), w in windows.items() if name == "5min") == 1_000
 
 
 def test_a_replayed_batch_is_not_judged_twice():
     samples = [sample(offset=1, t=1_000), sample(offset=2, t=1_300), sample(offset=3, t=1_100)]
-    first = judge(samples, {}, grace_s=60)
-    again = judge(samples, first.watermarks, grace_s=60)
+    state = advance(None, samples, grace_s=60).state
+    again = advance(state, samples, grace_s=60)
     assert again.late == []
-    assert again.on_time == {"5min": [], "1h": []}
-    assert [s.offset for s in again.replayed] == [1, 2, 3]
-    more = judge([*samples, sample(offset=4, t=1_310)], first.watermarks, grace_s=60)
-    assert [s.offset for s in more.on_time["5min"]] == [4]
+    assert state.windows[("1h", 0)].count == 3
+    more = advance(state, [*samples, sample(offset=4, t=1_310)], grace_s=60)
+    assert more.late == []
+    assert state.windows[("5min", 1_200)].count == 2
 
 
 def test_byte_totals_saturate_at_64_bits_instead_of_overflowing_the_row():
@@ -208,9 +199,9 @@ def test_byte_totals_saturate_at_64_bits_instead_of_overflowing_the_row():
 
     one = aggregate([huge(1), huge(2)])
     assert one.net_bytes_sent == INT64_MAX
-    both = merge(one, aggregate([huge(3)]))
-    assert (both.net_bytes_sent, both.net_bytes_recv) == (INT64_MAX, INT64_MAX)
-    assert both.count == 3
+    one.add(huge(3))
+    assert (one.net_bytes_sent, one.net_bytes_recv) == (INT64_MAX, INT64_MAX)
+    assert one.count == 3
 
 
 def test_hosts_quiet_longer_than_the_retention_expire_by_event_time():
