@@ -49,6 +49,7 @@ from app.preflight import ensure_topics  # noqa: E402
 from collector.synthetic import synthetic_document  # noqa: E402
 from config import LOOPBACK, AllSettings  # noqa: E402
 from stack import Stack  # noqa: E402
+from stack.throwaway import create_database  # noqa: E402
 
 INTERVAL_S = 10
 
@@ -105,17 +106,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-async def new_database(settings: AllSettings, name: str) -> str:
-    """A database of its own for a run: silver's duplicates are judged per database."""
-    admin_dsn = settings.postgres_dsn.get_secret_value()
-    connection = await asyncpg.connect(admin_dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 async def check_gold(settings: AllSettings, count: int) -> None:
@@ -179,7 +169,9 @@ async def run(base: AllSettings, hosts: int, count: int, state: Path) -> Result:
             "topic": f"fleet_{hosts}",
             "app_id": f"bench-fleet-{hosts}",
             "lake_enabled": False,
-            "postgres_dsn": SecretStr(await new_database(base, f"fleet_{hosts}")),
+            "postgres_dsn": SecretStr(
+                await create_database(base.postgres_dsn.get_secret_value(), f"fleet_{hosts}")
+            ),
         }
     )
     await ensure_topics(settings)

@@ -21,6 +21,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from pydantic import SecretStr
 
 from config import AllSettings
+from stack.throwaway import create_database
 from tests.stack_fixtures import free_port
 
 
@@ -150,12 +151,7 @@ async def database(stack_settings: AllSettings) -> Any:
     """A fresh database on the stack's PostgreSQL; yields its DSN and drops it afterwards."""
     admin_dsn = stack_settings.postgres_dsn.get_secret_value()
     name = f"test_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(admin_dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    yield admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    yield await create_database(admin_dsn, name)
     connection = await asyncpg.connect(admin_dsn)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
