@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
 from runtime.batch import Batch
 from schemas.anomalies import GoldWindow
-from schemas.rows import window_sample
+from schemas.rows import KafkaRecord, window_sample
 from schemas.stats import PipelineStats
 from schemas.windows import (
     WINDOW_SIZES_S,
@@ -56,10 +56,11 @@ class AggregateWindows:
     async def start(self) -> None:
         await self.tables_ready()
 
-    def acknowledged(self, partition: int, offset: int) -> None:
-        """The checkpoint flushed every sink up to ``offset`` of ``partition``."""
-        if offset > self._acknowledged.get(partition, -1):
-            self._acknowledged[partition] = offset
+    def acknowledged(self, records: Sequence[KafkaRecord]) -> None:
+        """The checkpoint flushed every sink for ``records``."""
+        for r in records:
+            if r.offset > self._acknowledged.get(r.partition, -1):
+                self._acknowledged[r.partition] = r.offset
 
     async def process(self, batch: Batch) -> None:
         by_host: dict[str, list[WindowSample]] = {}

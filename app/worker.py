@@ -150,11 +150,7 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
 
     def acknowledged(records: Records) -> None:
         stats.acknowledged += len(records)
-        newest: dict[int, int] = {}
-        for r in records:
-            newest[r.partition] = max(r.offset, newest.get(r.partition, -1))
-        for partition, offset in newest.items():
-            aggregate.acknowledged(partition, offset)
+        aggregate.acknowledged(records)
 
     Pipeline(app, metrics, stages, checkpoint, on_acknowledged=acknowledged)
     app.timer(settings.gold_finalize_interval_s, on_leader=True, name="finalize_windows")(

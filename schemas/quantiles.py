@@ -66,9 +66,6 @@ class Sketch:
         """(bucket index, count) pairs, lowest bucket first."""
         return zip(self._indexes, self._counts, strict=True)
 
-    def __len__(self) -> int:
-        return len(self._indexes)
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sketch):
             return NotImplemented

@@ -108,7 +108,7 @@ def aggregate(samples: Iterable[WindowSample]) -> WindowAggregate:
 
 def is_late(sample_time_s: float, size_s: int, watermark_s: float, grace_s: float) -> bool:
     """Whether a sample arrives after its window closed: the window's end plus the grace
-    lies before the watermark (the newest sample time seen on its partition)."""
+    lies before the watermark (the newest sample time seen of its host)."""
     return window_start(sample_time_s, size_s) + size_s + grace_s < watermark_s
 
 
@@ -216,16 +216,15 @@ def advance(state: HostState | None, samples: Sequence[WindowSample], grace_s: f
     for s in samples:
         moment = s.sample_time_s
         if s.partition == partition and s.offset <= offset:
-            touched.update((name, int(moment // size) * size) for name, size in _SIZES)
+            touched.update((name, window_start(moment, size)) for name, size in _SIZES)
             continue
         if moment > newest:
             newest = moment
         for name, size in _SIZES:
-            start = int(moment // size) * size
-            if start + size + grace_s < newest:
+            if is_late(moment, size, newest, grace_s):
                 late.append((s, name))
                 continue
-            key = (name, start)
+            key = (name, window_start(moment, size))
             window = windows.get(key)
             if window is None:
                 window = windows[key] = WindowAggregate()
