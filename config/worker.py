@@ -11,9 +11,10 @@ from pydantic import Field
 from config.common import LOOPBACK
 from config.lake import LakeSettings
 from config.services import ServiceSettings
+from config.web import WebSettings
 
 
-class WorkerSettings(LakeSettings, ServiceSettings):
+class WorkerSettings(WebSettings, LakeSettings, ServiceSettings):
     """Settings of ``hoststream worker``."""
 
     replication_factor: int = Field(
