@@ -3,10 +3,10 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test unit integration lint format typecheck check stack-up stack-down stack-status bench bench-collector bench-worker bench-fleet outage-check clean
+.PHONY: help install install-airflow run test test-dags unit integration lint format typecheck check stack-up stack-down stack-status bench bench-collector bench-worker bench-fleet outage-check clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 install: ## Install system packages, the virtualenv and the Kafka jars (idempotent)
 	@scripts/bootstrap.sh
@@ -14,8 +14,15 @@ install: ## Install system packages, the virtualenv and the Kafka jars (idempote
 run: install ## Start the local stack, a collector and a worker; show rows arriving
 	$(VENV)/hoststream run
 
-test: install ## Run the whole test suite against real services it starts itself
+install-airflow: ## Install Airflow and its Google provider in .venv-airflow (idempotent)
+	@scripts/bootstrap_airflow.sh
+
+test: install install-airflow ## Run every test against real services it starts: .venv, then the DAG in .venv-airflow
 	$(VENV)/pytest $(PYTEST_ARGS)
+	.venv-airflow/bin/pytest tests/dags $(PYTEST_ARGS)
+
+test-dags: install install-airflow ## Run the DAG's tests only (Airflow against the emulators)
+	.venv-airflow/bin/pytest tests/dags $(PYTEST_ARGS)
 
 unit: install ## Run the unit tests only (no services)
 	$(VENV)/pytest tests/unit $(PYTEST_ARGS)
@@ -60,4 +67,4 @@ outage-check: install ## Kafka away 10 min at a 1 s interval: every sample arriv
 	$(VENV)/python scripts/outage_check.py
 
 clean: stack-down ## Stop the stack and remove its state and the virtualenv
-	rm -rf .hoststream .venv
+	rm -rf .hoststream .venv .venv-airflow

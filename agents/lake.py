@@ -75,6 +75,14 @@ class ArchiveRecords(ConsumerRebalanceListener):
     _partitions: dict[TopicPartition, _Partition] = field(default_factory=dict, init=False)
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
 
+    @property
+    def pending_bytes(self) -> int:
+        """NDJSON bytes read and not yet in the bucket: open, cut and being written."""
+        return sum(
+            sum(run.size for run in part.sealed) + (part.open.size if part.open else 0)
+            for part in self._partitions.values()
+        )
+
     async def run(self) -> None:
         """Read, cut and write until cancelled (the worker stops). An error no retry
         fixes makes the worker exit without committing (see :func:`runtime.batch.die`)."""

@@ -13,12 +13,14 @@ import faust
 
 from runtime.batch import Batch
 from schemas.rows import (
+    HostRow,
     Limits,
     RejectedRow,
     Rejection,
     SilverRow,
     dead_letter,
     first_copies,
+    host_rows,
     rejected_row,
     validate_batch,
 )
@@ -47,6 +49,8 @@ class ValidateSamples:
 
     silver: Sink[SilverRow]
     rejected: Sink[RejectedRow]
+    hosts: Sink[HostRow]
+    """``silver.hosts``: each host's newest sample, flushed by the checkpoint."""
     sources: SilverSources
     dead_letters: faust.TopicT
     limits: Limits
@@ -83,12 +87,14 @@ class ValidateSamples:
             if sources.get(r.event_id) == (r.source_topic, r.source_partition, r.source_offset)
         ]
         self.stats.duplicates += len(rows) - len(batch.samples)
+        values = {(r.partition, r.offset): r.value for r in batch.records if r.value is not None}
+        await self.hosts.write(host_rows(batch.samples, values))
 
     async def _set_aside(self, rejections: list[Rejection], now: datetime) -> None:
         stats = self.stats
         for n, rejection in enumerate(rejections):
             record = rejection.record
-            stats.rejected += 1
+            stats.count_rejection(rejection.reason)
             where = f"{record.topic}[{record.partition}]@{record.offset}"
             stats.last_rejection = f"{where}: {rejection.reason}"
             # A flood of bad records must not turn into a flood of log lines.

@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 
+from app.warehouse_cli import warehouse_cli
 from collector.publisher import BrokerUnreachable
 from config import (
     ROLES,
@@ -34,6 +35,7 @@ cli = typer.Typer(
 )
 stack_cli = typer.Typer(help="The local stack: Kafka, PostgreSQL, GCS and BigQuery emulators.")
 cli.add_typer(stack_cli, name="stack")
+cli.add_typer(warehouse_cli, name="warehouse")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -105,6 +107,10 @@ def collect(
     handover: Handover = {
         "bootstrap_servers": settings.bootstrap_servers,
         "topic": settings.topic,
+        "ingest_url": settings.collector_ingest_url
+        if settings.collector_transport == "http"
+        else "",
+        "ingest_token": settings.collector_ingest_token.get_secret_value(),
         "host_id": settings.host_id,
         "interval_s": settings.interval_s,
         "tags": settings.tag_pairs,
@@ -146,6 +152,27 @@ def worker(
     try:
         run_worker(settings, loglevel)
     except _unreachable() as exc:
+        fail(str(exc))
+
+
+@cli.command()
+def status(
+    url: Annotated[
+        str | None, typer.Option(help="A worker's web address (default: the local worker's).")
+    ] = None,
+) -> None:
+    """Summarise a running deployment: workers, partitions, lag, rates, last errors."""
+    require_extra("worker")  # prometheus-client reads /metrics
+    from app.status import Unanswered, show_status
+
+    settings = settings_or_exit(WorkerSettings)
+    try:
+        show_status(
+            url or f"http://{settings.web_host}:{settings.web_port}",
+            settings.web_token.get_secret_value(),
+            typer.echo,
+        )
+    except Unanswered as exc:
         fail(str(exc))
 
 

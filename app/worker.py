@@ -30,16 +30,21 @@ from runtime.checkpoint import Checkpoint
 from runtime.consumer import BatchingApp, Records
 from runtime.pipeline import Pipeline, Stage
 from runtime.tables import changelog_partitions_known
-from schemas.anomalies import GoldRow, GoldWindow, Thresholds, gold_row
+from schemas.anomalies import GoldRow, GoldWindow, gold_row
 from schemas.lake import LakeLimits, LakeStats
-from schemas.rows import Limits
 from schemas.stats import PipelineStats
+from sinks.base import Sink
 from sinks.coalescing import CoalescingSink
 from sinks.gcs import GcsBucket
 from sinks.medallion_db import MedallionDb
-from sinks.medallion_tables import BRONZE, GOLD, REJECTED, SILVER
+from sinks.medallion_tables import BRONZE, GOLD, HOSTS, REJECTED, SILVER
 from sinks.postgres import waiting_for_postgres
 from tables.gold import HostStates
+from web.api import Lookups, add_api
+from web.health import add_probe_pages, not_ready_because
+from web.ingest import add_ingest_page
+from web.metrics import WorkerFigures, WorkerMetrics, add_metrics_page
+from web.middleware import require_token
 from web.stats import add_stats_page
 
 
@@ -55,6 +60,9 @@ def create_app(settings: WorkerSettings) -> BatchingApp:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        # Faust's pages that show table contents to anyone: the API answers lookups.
+        web_router_enabled=False,
+        web_tables_enabled=False,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         # Faust's default (60 s) makes a restarted worker wait that long for its
         # old membership to expire before it gets partitions back.
@@ -106,11 +114,9 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
     states = HostStates.add_to(app, settings.topic_partitions, store_options(settings))
     stats = PipelineStats()
     bronze, silver, rejected = db.sink(BRONZE), db.sink(SILVER), db.sink(REJECTED)
-    thresholds = Thresholds(
-        cpu_p95_percent=settings.anomaly_cpu_p95_percent,
-        memory_max_percent=settings.anomaly_memory_max_percent,
-        disk_max_percent=settings.anomaly_disk_max_percent,
-    )
+    # A host's newest sample, written once per checkpoint however many it sent.
+    hosts = CoalescingSink(db.sink(HOSTS), key=lambda r: r.host_id, build=lambda r: r)
+    thresholds, limits = settings.thresholds, settings.limits
     gold: dict[str, CoalescingSink[GoldWindow, GoldRow]] = {
         name: CoalescingSink(
             db.sink(table),
@@ -132,27 +138,34 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
         ValidateSamples(
             silver=silver,
             rejected=rejected,
+            hosts=hosts,
             sources=db.silver_sources,
             dead_letters=dead_letters,
-            limits=Limits(
-                max_future_skew_s=settings.max_future_skew_s,
-                max_id_chars=settings.max_id_chars,
-                max_text_chars=settings.max_text_chars,
-            ),
+            limits=limits,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
             stats=stats,
         ),
         aggregate,
     ]
+    # In the order the checkpoint flushes them, by the name /metrics gives them.
+    sinks: dict[str, Sink[Any]] = {
+        "bronze": bronze,
+        "silver": silver,
+        "rejected": rejected,
+        "hosts": hosts,
+        **{f"gold_{name}": sink for name, sink in gold.items()},
+        "gold_hosts": states,
+    }
+    prometheus = WorkerMetrics(sinks)
     checkpoint = Checkpoint(
-        [bronze, silver, rejected, *gold.values(), states], settings.gold_upsert_interval_s
+        list(sinks.values()), settings.gold_upsert_interval_s, on_flush=prometheus.sink_flushed
     )
 
     def acknowledged(records: Records) -> None:
-        stats.acknowledged += len(records)
+        stats.count_acknowledged(records)
         aggregate.acknowledged(records)
 
-    Pipeline(app, metrics, stages, checkpoint, on_acknowledged=acknowledged)
+    pipeline = Pipeline(app, metrics, stages, checkpoint, on_acknowledged=acknowledged)
     app.timer(settings.gold_finalize_interval_s, on_leader=True, name="finalize_windows")(
         FinalizeWindows(
             db.finalize_closed_windows, settings.gold_grace_s, settings.gold_finalize_interval_s
@@ -173,6 +186,35 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
         }
 
     add_stats_page(app, figures)
+    prometheus.read(
+        WorkerFigures(
+            app=app,
+            topic=settings.topic,
+            stats=stats,
+            gold_rows=lambda: sum(sink.rows_written for sink in gold.values()),
+            records_in=pipeline.records_in,
+            lake=lake and lake.stats,
+            lake_pending_bytes=lake and (lambda: lake.pending_bytes),
+            committed_at=lambda: checkpoint.committed_at,
+        )
+    )
+    add_metrics_page(app, prometheus)
+    add_probe_pages(app, settings.topic)
+    add_ingest_page(
+        app,
+        metrics,
+        limits,
+        settings.ingest_token.get_secret_value(),
+        settings.ingest_max_body_bytes,
+    )
+    add_api(
+        app,
+        Lookups(db.pool, states, thresholds),
+        not_ready=lambda: not_ready_because(app, settings.topic),
+        max_range_s=settings.api_max_range_s,
+        max_id_chars=settings.max_id_chars,
+    )
+    require_token(app, settings.web_token.get_secret_value())
     return_freed_memory(app)
     app.on_shutdown_close(db.close)
     return app

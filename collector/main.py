@@ -23,7 +23,7 @@ from typing import NoReturn, TypedDict
 import orjson
 
 from collector.gpu import NvidiaGpus
-from collector.publisher import BrokerUnreachable, Publisher
+from collector.publisher import BrokerUnreachable, HttpPublisher, Publisher, Sender
 from collector.run import collect
 from collector.sampler import Sampler
 from collector.schedule import next_tick
@@ -39,6 +39,9 @@ class Handover(TypedDict):
 
     bootstrap_servers: list[str]
     topic: str
+    ingest_url: str
+    """Send to this worker's HTTP ingest instead of Kafka; empty: to Kafka."""
+    ingest_token: str
     host_id: str
     interval_s: float
     tags: list[tuple[str, str]]
@@ -106,15 +109,19 @@ async def _publish(handover: Handover, sampler: Sampler) -> None:
         handover["spool_max_bytes"],
     )
     try:
-        publisher = Publisher(handover["bootstrap_servers"], handover["topic"])
+        publisher: Sender = (
+            HttpPublisher(handover["ingest_url"], handover["ingest_token"])
+            if handover["ingest_url"]
+            else Publisher(handover["bootstrap_servers"], handover["topic"])
+        )
         await publisher.start()
         log.info(
-            "sampling %s (host id %s) every %.3g s into %s at %s",
+            "sampling %s (host id %s) every %.3g s into %s through %s",
             sampler.hostname,
             handover["host_id"],
             sampler.interval_s,
             handover["topic"],
-            publisher.servers,
+            publisher.where,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

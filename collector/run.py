@@ -7,8 +7,9 @@ acknowledged it. A send is never abandoned: while
 Kafka is away the oldest samples stay queued in the idempotent producer, which
 delivers them (once) when the broker returns, and everything newer waits on
 disk behind them. That is what keeps every sample exactly once and in order.
-The one sample never sent is one Kafka refuses as too large: it is dropped and
-counted with those a full spool dropped, so it cannot hold up the rest.
+The one sample never sent is one Kafka refuses as too large (or the HTTP ingest,
+when the collector sends through a worker, refuses as invalid or too large): it is
+dropped and counted with those a full spool dropped, so it cannot hold up the rest.
 
 Either task dying (a bug, a spool file damaged under it, a full disk) ends the
 collector at once with one line naming the cause, rather than a collector that
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
-from collector.publisher import BrokerUnreachable, Publisher
+from collector.publisher import BrokerUnreachable, SampleRefused, Sender
 from collector.sampler import Sampler
 from collector.schedule import crossed, next_tick
 from collector.spool import Spool
@@ -50,6 +51,10 @@ RETRY_S = 1.0
 """Pause before sending again after Kafka refused or failed a send."""
 STOP_GRACE_S = 5.0
 """On a stop signal, how long the spool may keep draining before the collector exits."""
+
+
+_REFUSED_FOR_GOOD = (MessageSizeTooLargeError, SampleRefused)
+"""A sample whose send failed with one of these is dropped, not sent again."""
 
 
 class CollectorDied(SystemExit):
@@ -81,7 +86,7 @@ class Delivery:
     Logs one line when Kafka stops acknowledging and one when it returns.
     """
 
-    def __init__(self, spool: Spool, publisher: Publisher, key: bytes, stall_s: float = STALL_S):
+    def __init__(self, spool: Spool, publisher: Sender, key: bytes, stall_s: float = STALL_S):
         self.spool = spool
         self.publisher = publisher
         self.key = key
@@ -129,9 +134,9 @@ class Delivery:
                     continue
                 if self._away_since is not None:
                     log.warning(
-                        "Kafka at %s acknowledges samples again (away %.0f s); %d spooled "
+                        "%s acknowledges samples again (away %.0f s); %d spooled "
                         "samples left to send, oldest first",
-                        self.publisher.servers,
+                        self.publisher.where,
                         time.monotonic() - self._away_since,
                         len(self.spool),
                     )
@@ -189,7 +194,7 @@ class Delivery:
         # later one refused as out of sequence. Nothing is in flight now: a new
         # producer id duplicates nothing.
         self._renew_producer = True
-        too_large = [n for n, exc in failed.items() if isinstance(exc, MessageSizeTooLargeError)]
+        too_large = [n for n, exc in failed.items() if isinstance(exc, _REFUSED_FOR_GOOD)]
         if not too_large:
             return error or next(iter(failed.values()))
         # The records refused behind the large one are no outage: they go again.
@@ -204,12 +209,16 @@ class Delivery:
         # Retrying cannot help a record the broker will always refuse, and it would
         # hold up every sample behind it.
         self.spool.refused(number)
+        why = (
+            f"is refused by {self.publisher.where} and is dropped ({error})"
+            if isinstance(error, SampleRefused)
+            else f"is too large for Kafka and is dropped ({type(error).__name__})"
+        )
         log.error(
-            "sample %d (%d bytes) is too large for Kafka and is dropped (%s); %d samples "
-            "dropped so far, each sample reports the count",
+            "sample %d (%d bytes) %s; %d samples dropped so far, each sample reports the count",
             number,
             size,
-            type(error).__name__,
+            why,
             self.spool.dropped,
         )
 
@@ -228,9 +237,9 @@ class Delivery:
         self._away_since = self._batch_started
         cause = f"{type(error).__name__}: {error}" if error else f"no answer for {self.stall_s:g} s"
         log.error(
-            "Kafka at %s stopped acknowledging samples (%s); they wait in the spool %s "
+            "%s stopped acknowledging samples (%s); they wait in the spool %s "
             "and are sent in order when it returns",
-            self.publisher.servers,
+            self.publisher.where,
             cause,
             self.spool.directory,
         )
@@ -238,7 +247,7 @@ class Delivery:
 
 async def collect(
     sampler: Sampler,
-    publisher: Publisher,
+    publisher: Sender,
     spool: Spool,
     count: int | None = None,
     stop: asyncio.Event | None = None,

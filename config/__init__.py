@@ -11,12 +11,13 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from config.collector import CollectorSettings
 from config.common import LOOPBACK, CommonSettings
 from config.services import local_postgres_dsn
 from config.stack import StackSettings
+from config.warehouse import WarehouseSettings
 from config.worker import WorkerSettings
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "CollectorSettings",
     "StackSettings",
     "UnknownSetting",
+    "WarehouseSettings",
     "WorkerSettings",
     "load",
     "local_postgres_dsn",
@@ -35,15 +37,18 @@ ROLES: dict[str, type[CommonSettings]] = {
     "collector": CollectorSettings,
     "worker": WorkerSettings,
     "stack": StackSettings,
+    "warehouse": WarehouseSettings,
 }
 """Each role's settings class, by the name ``hoststream config`` shows."""
 
 S = TypeVar("S", bound=CommonSettings)
 
 
-class AllSettings(CollectorSettings, WorkerSettings, StackSettings):
+class AllSettings(CollectorSettings, WorkerSettings, StackSettings, WarehouseSettings):
     """Every role's settings in one: ``hoststream run`` runs the stack, a collector and a
     worker on one machine, and the tests and benchmarks start them from one object."""
+
+    unused_endpoints: ClassVar[frozenset[str]] = frozenset()
 
 
 class UnknownSetting(ValueError):

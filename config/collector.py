@@ -4,9 +4,10 @@ to spool."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from config.common import CommonSettings
 
@@ -39,6 +40,49 @@ class CollectorSettings(CommonSettings):
         description="Most bytes of samples the spool keeps while Kafka is away; when full the "
         "oldest are dropped and counted (about 3 kB a sample: 100 MB is 9 hours at 1 s).",
     )
+
+    collector_transport: Literal["kafka", "http"] = Field(
+        default="kafka",
+        description="How the collector sends samples: `kafka` (to the topic) or `http` (to a "
+        "worker's POST /api/ingest, for hosts that cannot reach Kafka; samples still wait in "
+        "the spool while it is away).",
+    )
+    collector_ingest_url: str = Field(
+        default="",
+        description="With the http transport: the ingest URL, as "
+        "`http://worker.internal:6066/api/ingest`.",
+    )
+    collector_ingest_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="With the http transport: the worker's HOSTSTREAM_INGEST_TOKEN.",
+    )
+
+    @field_validator("collector_ingest_url")
+    @classmethod
+    def _check_ingest_url(cls, value: str) -> str:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"expected http(s)://host:port/api/ingest, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _http_needs_url_and_token(self) -> CollectorSettings:
+        if self.collector_transport == "http":
+            missing = [
+                name
+                for name, value in (
+                    ("HOSTSTREAM_COLLECTOR_INGEST_URL", self.collector_ingest_url),
+                    (
+                        "HOSTSTREAM_COLLECTOR_INGEST_TOKEN",
+                        self.collector_ingest_token.get_secret_value(),
+                    ),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"the http transport needs {' and '.join(missing)}")
+        return self
 
     @field_validator("tags")
     @classmethod

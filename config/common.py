@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +36,8 @@ class CommonSettings(BaseSettings):
     """The settings every role reads; each field is also ``HOSTSTREAM_<FIELD>``."""
 
     model_config = SettingsConfigDict(env_prefix="HOSTSTREAM_", frozen=True, extra="forbid")
+    unused_endpoints: ClassVar[frozenset[str]] = frozenset()
+    """Endpoints a role never connects to, so never requires."""
 
     kafka_bootstrap: Annotated[str, LocalStack("{host}:{port}", "stack_kafka_port", True)] = Field(
         default="",
@@ -74,7 +76,9 @@ class CommonSettings(BaseSettings):
         missing = [
             f"HOSTSTREAM_{name.upper()}"
             for name, mark in _endpoints(type(self))
-            if mark.required and not _secret_value(getattr(self, name))
+            if mark.required
+            and name not in self.unused_endpoints
+            and not _secret_value(getattr(self, name))
         ]
         if missing:
             raise ValueError(

@@ -10,11 +10,12 @@ from pydantic import Field
 
 from config.common import LOOPBACK
 from config.lake import LakeSettings
+from config.rules import RuleSettings
 from config.services import ServiceSettings
 from config.web import WebSettings
 
 
-class WorkerSettings(WebSettings, LakeSettings, ServiceSettings):
+class WorkerSettings(WebSettings, LakeSettings, RuleSettings, ServiceSettings):
     """Settings of ``hoststream worker``."""
 
     replication_factor: int = Field(
@@ -35,24 +36,6 @@ class WorkerSettings(WebSettings, LakeSettings, ServiceSettings):
         ge=1,
         description="Most records in one batch: the worker's largest fetch from Kafka, and "
         "its sinks' largest write. A batch never waits to fill: it is what Kafka had.",
-    )
-    max_future_skew_s: float = Field(
-        default=300.0,
-        ge=0,
-        description="Silver rejects samples stamped further than this in the future, seconds.",
-    )
-    max_id_chars: int = Field(
-        default=256,
-        ge=1,
-        le=2000,
-        description="Silver rejects samples whose host_id or event_id is longer (both are "
-        "index keys: PostgreSQL indexes at most about 2,700 bytes per row).",
-    )
-    max_text_chars: int = Field(
-        default=1024,
-        ge=1,
-        le=1_000_000,
-        description="Silver rejects samples whose hostname is longer.",
     )
     dead_letter_max_bytes: int = Field(
         default=900_000,
@@ -85,21 +68,6 @@ class WorkerSettings(WebSettings, LakeSettings, ServiceSettings):
         gt=0,
         description="Gold forgets a host (its watermark and open windows) once its newest "
         "sample is this much older than the newest on its partition, seconds.",
-    )
-    anomaly_cpu_p95_percent: float = Field(
-        default=90.0, ge=0, le=100, description="Gold flags a window whose CPU p95 exceeds this."
-    )
-    anomaly_memory_max_percent: float = Field(
-        default=90.0,
-        ge=0,
-        le=100,
-        description="Gold flags a window whose memory maximum exceeds this.",
-    )
-    anomaly_disk_max_percent: float = Field(
-        default=90.0,
-        ge=0,
-        le=100,
-        description="Gold flags a window whose fullest disk exceeds this.",
     )
     rocksdb_write_buffer_bytes: int = Field(
         default=4 * 2**20,

@@ -76,6 +76,8 @@ class Pipeline:
         self._on_acknowledged = on_acknowledged
         self._room = asyncio.Semaphore(BATCHES_IN_FLIGHT)
         self._in_flight: set[Batch] = set()
+        self.records_in = {stage.name: 0 for stage in stages}
+        """Stage name -> records of the batches it processed since the worker started."""
         channels = [app.channel() for _ in stages]
         self._first = channels[0]
         for n, stage in enumerate(stages):
@@ -109,6 +111,7 @@ class Pipeline:
                 await stage.process(batch)
             except Exception as exc:
                 die(stage.name, exc)
+            self.records_in[stage.name] += len(batch.records)
             if following is not None:
                 await following.send(value=batch)
                 continue

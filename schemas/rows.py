@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import orjson
+
 from schemas.metrics import MetricsSample
 from schemas.validation import (
     RejectedRecord,
@@ -337,3 +339,68 @@ def window_sample(row: SilverRow) -> WindowSample:
         net_bytes_sent_delta=row.net_bytes_sent_delta,
         net_bytes_recv_delta=row.net_bytes_recv_delta,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    """``silver.hosts``: one row per host, its newest sample's main figures and tags.
+
+    Silver has no tags, and the newest sample of every host is a scan of it: this
+    small table answers the API's host list and ``/latest`` lookups. Upserted where
+    the sample is newer, so a replay or a late copy never moves it back.
+    """
+
+    host_id: str
+    hostname: str
+    last_sample_time: datetime
+    tags: str
+    """The newest sample's tags as a JSON object (key -> value); ``{}`` when it had none."""
+    cpu_percent: float
+    memory_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    disk_max_percent: float
+    net_bytes_sent_per_s: float
+    net_bytes_recv_per_s: float
+    source_partition: int
+    source_offset: int
+
+
+def host_rows(rows: Iterable[SilverRow], values: dict[tuple[int, int], bytes]) -> list[HostRow]:
+    """The :class:`HostRow` of each host's newest sample among ``rows`` (the later in
+    Kafka order on a tie); ``values``: the Kafka value of each (partition, offset),
+    read again for the tags (once per host, not per sample)."""
+    newest: dict[str, SilverRow] = {}
+    for row in rows:
+        held = newest.get(row.host_id)
+        if held is None or row.sample_time >= held.sample_time:
+            newest[row.host_id] = row
+    return [
+        HostRow(
+            host_id=row.host_id,
+            hostname=row.hostname,
+            last_sample_time=row.sample_time,
+            tags=_tags_json(values.get((row.source_partition, row.source_offset))),
+            cpu_percent=row.cpu_percent,
+            memory_percent=row.memory_percent,
+            memory_used_bytes=row.memory_used_bytes,
+            memory_total_bytes=row.memory_total_bytes,
+            disk_max_percent=row.disk_max_percent,
+            net_bytes_sent_per_s=row.net_bytes_sent_per_s,
+            net_bytes_recv_per_s=row.net_bytes_recv_per_s,
+            source_partition=row.source_partition,
+            source_offset=row.source_offset,
+        )
+        for row in newest.values()
+    ]
+
+
+def _tags_json(value: bytes | None) -> str:
+    # The record passed silver's checks, so it decodes; its tags are any JSON text, and
+    # PostgreSQL's jsonb refuses NUL, orjson lone surrogates: such tags are left out.
+    tags = read_sample(value).tags if value is not None else None
+    kept = {t.key: t.value for t in tags or () if "\x00" not in t.key and "\x00" not in t.value}
+    try:
+        return orjson.dumps(kept).decode()
+    except orjson.JSONEncodeError:
+        return "{}"

@@ -84,19 +84,22 @@ class GcsBucket(Sink[LakeObject]):
 
     async def write(self, rows: Sequence[LakeObject]) -> None:
         for lake_object in rows:
-            await self._retrying(f"writing {lake_object.name}", self._upload, lake_object)
+            await self.put(lake_object.name, lake_object.data)
             self.rows_written += 1
-            self.bytes_written += len(lake_object.data)
 
-    async def _upload(self, lake_object: LakeObject) -> None:
-        gzipped = lake_object.name.endswith(GZIP)
-        await self.storage.upload(
+    async def put(self, name: str, data: bytes) -> None:
+        """Store ``data`` as object ``name`` (NDJSON, gzipped when it ends in .gz),
+        replacing any; waits out outages as every call here does."""
+        await self._retrying(
+            f"writing {name}",
+            self.storage.upload,
             self.bucket,
-            lake_object.name,
-            lake_object.data,
-            content_type="application/gzip" if gzipped else "application/x-ndjson",
+            name,
+            data,
+            content_type="application/gzip" if name.endswith(GZIP) else "application/x-ndjson",
             timeout=UPLOAD_TIMEOUT_S,
         )
+        self.bytes_written += len(data)
 
     async def flush(self) -> None:
         """Nothing to do: :meth:`write` returns once the objects are stored."""

@@ -5,7 +5,7 @@ What each table holds, its key, and what a write does to a row of that key."""
 from __future__ import annotations
 
 from schemas.anomalies import GoldRow
-from schemas.rows import BronzeRow, RejectedRow, SilverRow
+from schemas.rows import BronzeRow, HostRow, RejectedRow, SilverRow
 from schemas.windows import WINDOW_SIZES_S
 from sinks.postgres import Table
 
@@ -13,6 +13,14 @@ KAFKA_KEY = ("topic", "partition", "offset")
 BRONZE = Table("bronze.bronze_performance", BronzeRow, key=KAFKA_KEY)
 SILVER = Table("silver.silver_performance", SilverRow, key=("event_id",))
 REJECTED = Table("silver.rejected", RejectedRow, key=KAFKA_KEY)
+# A host's row follows its newest sample: an older one (a replay) never replaces it.
+HOSTS = Table(
+    "silver.hosts",
+    HostRow,
+    key=("host_id",),
+    on_conflict="update",
+    replace_when='EXCLUDED."last_sample_time" >= "stored"."last_sample_time"',
+)
 # A replaced gold row is live again: it is final only once it stops changing.
 _REOPEN = '"is_final" = false, "updated_at" = clock_timestamp()'
 # An aggregate that merged fewer samples than the stored one is older (a worker that

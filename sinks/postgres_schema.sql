@@ -95,3 +95,24 @@ CREATE INDEX IF NOT EXISTS perf_5min_summary_open
     ON gold.perf_5min_summary ("window_end") WHERE NOT "is_final";
 CREATE INDEX IF NOT EXISTS perf_1h_summary_open
     ON gold.perf_1h_summary ("window_end") WHERE NOT "is_final";
+
+-- One row per host: its newest sample's main figures and tags, for the API's host
+-- list and latest lookups (silver has no tags; its newest row per host is a scan).
+-- Upserted only by a sample at least as new, so replays never move it back.
+CREATE TABLE IF NOT EXISTS silver.hosts (
+    "host_id"              text             PRIMARY KEY,
+    "hostname"             text             NOT NULL,
+    "last_sample_time"     timestamptz      NOT NULL,
+    "tags"                 jsonb            NOT NULL,
+    "cpu_percent"          double precision NOT NULL,
+    "memory_percent"       double precision NOT NULL,
+    "memory_used_bytes"    bigint           NOT NULL,
+    "memory_total_bytes"   bigint           NOT NULL,
+    "disk_max_percent"     double precision NOT NULL,
+    "net_bytes_sent_per_s" double precision NOT NULL,
+    "net_bytes_recv_per_s" double precision NOT NULL,
+    "source_partition"     integer          NOT NULL,
+    "source_offset"        bigint           NOT NULL,
+    -- When the host's first sample was written (kept by every later upsert).
+    "first_seen_at"        timestamptz      NOT NULL DEFAULT clock_timestamp()
+);

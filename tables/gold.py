@@ -97,6 +97,16 @@ class HostStates(Sink[HostUpdate]):
             state = self._copy[host] = None if raw is None else decode_state(raw)
             return state
 
+    def current(self, host: str) -> HostState | None:
+        """The state of ``host`` as gold last merged it, read outside any event (for
+        lookups): the copy's, else the table's, without adding it to the copy. Only the
+        worker that owns (or stands by for) the host's partition holds it."""
+        try:
+            return self._copy[host]
+        except KeyError:
+            raw = self.table.get(host)
+            return None if raw is None else decode_state(raw)
+
     def every(self) -> Iterator[tuple[str, HostState]]:
         """Every host's state: the copy's, else the table's (a scan of RocksDB)."""
         for host, state in list(self._copy.items()):

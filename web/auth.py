@@ -15,4 +15,5 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    # A header that is not UTF-8 reaches us with surrogates in place of its bytes.
+    return hmac.compare_digest(given.strip().encode(errors="surrogateescape"), token.encode())

@@ -10,6 +10,7 @@ from config import (
     WorkerSettings,
     load,
 )
+from config.warehouse import WarehouseSettings
 
 
 @pytest.fixture(autouse=True)
@@ -93,12 +94,15 @@ def test_another_roles_variable_is_not_unknown(monkeypatch):
 
 
 def test_each_role_reads_only_its_own_settings():
-    collector, worker, stack = (set(role.model_fields) for role in ROLES.values())
+    collector, worker, stack, warehouse = (set(role.model_fields) for role in ROLES.values())
     assert "postgres_dsn" not in collector
-    assert "interval_s" not in worker | stack
-    assert "batch_max_records" not in collector | stack
-    assert "stack_dir" not in collector | worker
-    assert set(AllSettings.model_fields) == collector | worker | stack
+    assert "interval_s" not in worker | stack | warehouse
+    assert "batch_max_records" not in collector | stack | warehouse
+    assert "stack_dir" not in collector | worker | warehouse
+    assert "warehouse_reload_hours" not in collector | worker | stack
+    # The worker and the warehouse apply the same rules, from the same settings.
+    assert {"max_id_chars", "anomaly_cpu_p95_percent"} <= worker & warehouse
+    assert set(AllSettings.model_fields) == collector | worker | stack | warehouse
 
 
 def test_settings_handed_to_a_child_process_read_back_the_same(monkeypatch):
@@ -108,3 +112,13 @@ def test_settings_handed_to_a_child_process_read_back_the_same(monkeypatch):
     for name, value in settings.as_environment().items():
         monkeypatch.setenv(name, value)
     assert load(AllSettings) == settings
+
+
+def test_the_warehouse_needs_no_broker_or_database_off_the_local_stack():
+    settings = WarehouseSettings(local_stack=False)
+    assert settings.kafka_bootstrap == ""
+    assert settings.gcs_emulator_host == ""
+    with pytest.raises(ValidationError, match="HOSTSTREAM_KAFKA_BOOTSTRAP"):
+        WorkerSettings(local_stack=False)
+    with pytest.raises(ValidationError, match="HOSTSTREAM_KAFKA_BOOTSTRAP"):
+        AllSettings(local_stack=False)
