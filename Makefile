@@ -38,8 +38,9 @@ format: install ## Format the code with ruff
 	$(VENV)/ruff check --fix .
 	$(VENV)/ruff format .
 
-typecheck: install ## mypy on the application code
+typecheck: install install-airflow ## mypy on the application code, and on the DAG with Airflow's packages
 	$(VENV)/mypy
+	$(VENV)/mypy --python-executable .venv-airflow/bin/python dags/*.py
 
 check: lint typecheck ## lint and typecheck
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -51,6 +52,8 @@ async def _run(settings: AllSettings, duration_s: float | None) -> int:
         f"  metrics http://{settings.web_host}:{settings.web_port}/metrics "
         f"(and /stats/; hoststream status sums them up)\n"
         f"  lake   gs://{settings.gcs_bucket}/raw/{settings.topic}/\n"
+        f"  bigquery  hoststream warehouse load --hour {_this_hour()} (an hour of the lake, "
+        f"into dataset {settings.bigquery_dataset} of the BigQuery emulator)\n"
         f"  logs   {log_dir}/worker.log, {log_dir}/collector.log\n"
         f"  stop   Ctrl-C (the stack keeps running; hoststream stack down stops it)"
     )
@@ -125,10 +128,12 @@ async def _lake_progress(settings: AllSettings) -> str:
     if not settings.lake_enabled:
         return ""
     url = f"http://{settings.web_host}:{settings.web_port}/stats/"
+    token = settings.web_token.get_secret_value()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
-            session.get(url) as response,
+            session.get(url, headers=headers) as response,
         ):
             lake = (await response.json())["lake"]
     except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
@@ -136,6 +141,12 @@ async def _lake_progress(settings: AllSettings) -> str:
     waiting = lake["gcs_waiting_s"]
     outage = f", GCS unreachable for {waiting:.0f} s" if waiting else ""
     return f"; lake {lake['objects']} objects, {lake['records']} records{outage}"
+
+
+def _this_hour() -> str:
+    """This hour, as ``--hour`` takes it: what the lake holds of it so far loads now, and
+    loading it again later replaces it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H")
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -115,7 +115,12 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
     stats = PipelineStats()
     bronze, silver, rejected = db.sink(BRONZE), db.sink(SILVER), db.sink(REJECTED)
     # A host's newest sample, written once per checkpoint however many it sent.
-    hosts = CoalescingSink(db.sink(HOSTS), key=lambda r: r.host_id, build=lambda r: r)
+    hosts = CoalescingSink(
+        db.sink(HOSTS),
+        key=lambda r: r.host_id,
+        build=lambda r: r,
+        replaces=lambda new, held: new.last_sample_time >= held.last_sample_time,
+    )
     thresholds, limits = settings.thresholds, settings.limits
     gold: dict[str, CoalescingSink[GoldWindow, GoldRow]] = {
         name: CoalescingSink(

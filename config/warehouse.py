@@ -4,9 +4,10 @@ applies on the way, which are the stream's."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from config.rules import RuleSettings
 from config.services import ServiceSettings
@@ -37,6 +38,20 @@ class WarehouseSettings(RuleSettings, ServiceSettings):
         description="Hours each hourly load reloads, ending with its own: samples that "
         "reached the lake late for the hours before it are loaded too.",
     )
+
+    warehouse_start: datetime = Field(
+        default=datetime(2026, 11, 1, tzinfo=UTC),
+        description="First lake hour the hourly DAG loads (UTC, ISO 8601): with catchup it "
+        "loads every hour since, one run per hour, oldest first. Set it to when the lake "
+        "started.",
+    )
+
+    @field_validator("warehouse_start")
+    @classmethod
+    def _whole_utc_hour(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
     def warehouse(self) -> Warehouse:
         """The warehouse these settings name, with the stream's rules."""

@@ -31,6 +31,7 @@ from warehouse.alerts import (
     SmtpSettings,
     alert_text,
     email_message,
+    error_line,
     post_to_slack,
     send_email,
 )
@@ -49,6 +50,12 @@ def hour_of(logical_date: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def run_hour(logical_date: datetime | None, dag_run: Any) -> datetime:
+    """The hour a run loads: that of its logical date, or, for a run triggered without
+    one, of its ``run_after``."""
+    return hour_of(logical_date or dag_run.run_after)
+
+
 def on_task_failure(context: Mapping[str, Any]) -> None:
     """``on_failure_callback`` of every task: alert once the task failed for good (after
     its retries)."""
@@ -56,17 +63,14 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
     mapped = ti.map_index is not None and ti.map_index >= 0
     task = f"{ti.task_id}[{ti.map_index}]" if mapped else ti.task_id
     error = context.get("exception")
-    detail = str(error).strip().splitlines()[0] if error is not None and str(error).strip() else ""
-    if error is not None:
-        detail = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
     send_alert(
         Alert(
             dag_id=ti.dag_id,
-            hour=hour_of(context["logical_date"]),
+            hour=run_hour(context["logical_date"], context["dag_run"]),
             task_id=task,
             log_url=ti.log_url,
             what=FAILED,
-            detail=detail,
+            detail="" if error is None else error_line(error),
         )
     )
 

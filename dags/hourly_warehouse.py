@@ -5,21 +5,19 @@ once the hour is over): never by the wall clock, so catchup, a backfill and a re
 run load exactly the hours they name. A run for hour H reloads the hours H-N+1 .. H
 (``HOSTSTREAM_WAREHOUSE_RELOAD_HOURS``), which late samples may have reached since.
 
-    wait_for_lake -> ensure_tables -> hours -> clean[h] -> plan -> load_staging[h]
-        -> replace_hour[h] -> drop_staging[h] -> aggregate[h]
+    wait_for_lake -> create_tables -> clean[h] (h: each hour from the task hours)
+        -> load_staging[h] -> replace_hour[h] -> drop_staging[h] and aggregate[h]
 
 The work is warehouse/'s functions; Airflow only orders the steps and retries them.
 Each step is idempotent: clean rewrites the hour's one clean object, the staging load
 truncates, the replace is one transaction (delete the hour, insert it), the aggregate a
-MERGE. BigQuery jobs run under ids fixed by the run, the hour and what the clean step
-found (see :func:`attempt_key`), so a retry re-attaches to its job, or finds it done,
-instead of running it twice.
+MERGE. BigQuery jobs run under ids fixed by the run, the hour and the rows the clean
+step wrote (see :func:`attempt_key`), so a retry re-attaches to its job instead of
+running it twice.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,11 +27,13 @@ from airflow.providers.google.cloud.operators.bigquery import (
     BigQueryDeleteTableOperator,
     BigQueryInsertJobOperator,
 )
-from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, SyncCallback, task
+from airflow.sdk import DAG, task
+from airflow.sdk.definitions.callback import SyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.timetables.interval import CronDataIntervalTimetable
-from alerting import hour_of, on_deadline_missed, on_task_failure
-from pydantic import Field
+from alerting import on_deadline_missed, on_task_failure, run_hour
 
+from config import load
 from config.warehouse import WarehouseSettings
 from schemas.lake import parse_object_name
 from sinks.gcs import GcsBucket
@@ -50,7 +50,6 @@ from warehouse.load import (
     staging_load_config,
     staging_table,
 )
-from warehouse.target import Warehouse
 
 DAG_ID = "hourly_warehouse"
 GCP_CONNECTION = "google_cloud_default"
@@ -65,27 +64,9 @@ DEADLINE = timedelta(hours=1)
 log = logging.getLogger(__name__)
 
 
-class DagSettings(WarehouseSettings):
-    """The warehouse's settings plus where the DAG's catchup starts.
-
-    TODO(lead): ``warehouse_start`` belongs in config/warehouse.py (WarehouseSettings),
-    where the README's Configuration table finds it; it is here until it moves."""
-
-    warehouse_start: datetime = Field(
-        default=datetime(2026, 11, 1, tzinfo=UTC),
-        description="First lake hour the hourly DAG loads (UTC): with catchup it loads "
-        "every hour since, one run per hour, oldest first.",
-    )
-
-
-settings = DagSettings()
-warehouse = Warehouse(
-    project=settings.gcp_project,
-    dataset=settings.bigquery_dataset,
-    bucket=settings.gcs_bucket,
-    topic=settings.topic,
-    location=settings.bigquery_location,
-)
+settings = load(WarehouseSettings)
+# With the stream's rules: silver's limits, gold's anomaly thresholds.
+warehouse = settings.warehouse()
 
 
 def bucket() -> GcsBucket:
@@ -104,13 +85,12 @@ def lake_ready(
 
 
 def attempt_key(run_id: str, clean: HourClean) -> str:
-    """What names a step's BigQuery jobs besides the step and the hour: the run, and what
-    the clean step found. A retry sees the same lake and gets the same ids (its job is
-    re-attached, or found done); a rerun of the run after late objects arrived gets new
-    ones, so the hour is loaded again rather than taken as done."""
-    found = [clean.objects, clean.records, clean.rows, clean.duplicates, clean.rejected]
-    digest = hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()
-    return f"{run_id}_{digest[:12]}"
+    """What names a step's BigQuery jobs besides the step and the hour: the run, and the
+    digest of the hour's clean rows (as ``hoststream warehouse load`` does). A retry sees
+    the same lake and gets the same ids, so its job is re-attached (the provider's
+    operator keeps the job id of a try in Airflow's task state) rather than run twice; a
+    rerun after late objects arrived gets new ones, so the hour is loaded again."""
+    return f"{run_id}_{clean.digest[:12]}"
 
 
 def steps_of(hour: datetime, key: str) -> dict[str, dict[str, Any]]:
@@ -129,25 +109,22 @@ def steps_of(hour: datetime, key: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def stage_step(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+# Plain functions, one per step: Airflow serializes a map's callable by its source, so
+# neither itemgetter nor a closure will do.
+def stage_args(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return steps["stage"]
 
 
-def replace_step(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def replace_args(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return steps["replace"]
 
 
-def drop_step(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def drop_args(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return steps["drop"]
 
 
-def merge_step(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def merge_args(steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return steps["merge"]
-
-
-def _hour(logical_date: datetime | None) -> datetime:
-    # A run triggered without a logical date loads the hour it was triggered in.
-    return hour_of(logical_date or datetime.now(UTC))
 
 
 with DAG(
@@ -164,7 +141,9 @@ with DAG(
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=20),
-        "on_failure_callback": on_task_failure,
+        # A list: Airflow 3.3.2 leaves a bare function unwrapped on mapped tasks, then
+        # fails iterating it when the task fails.
+        "on_failure_callback": [on_task_failure],
     },
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
@@ -175,9 +154,9 @@ with DAG(
 ) as dag:
 
     @task.sensor(poke_interval=60, timeout=6 * 3600, mode="reschedule")
-    def wait_for_lake(logical_date: datetime | None = None) -> bool:
+    def wait_for_lake(logical_date: datetime | None = None, dag_run: Any = None) -> bool:
         """The run's hour is complete in the lake (see :func:`lake_ready`)."""
-        hour = _hour(logical_date)
+        hour = run_hour(logical_date, dag_run)
         hour_partitions, next_partitions = (
             {
                 parse_object_name(name, warehouse.topic).partition
@@ -190,31 +169,33 @@ with DAG(
     @task
     def create_tables() -> None:
         """The dataset and both tables, where missing (partitioned and clustered)."""
-        hook = BigQueryHook(gcp_conn_id=GCP_CONNECTION, location=warehouse.location)
+        hook = BigQueryHook(
+            gcp_conn_id=GCP_CONNECTION, location=warehouse.location, use_legacy_sql=False
+        )
         ensure_tables(hook.get_client(project_id=warehouse.project), warehouse)
 
     @task
-    def hours(logical_date: datetime | None = None) -> list[str]:
+    def hours(logical_date: datetime | None = None, dag_run: Any = None) -> list[str]:
         """The run's hour and the hours before it to reload, oldest first."""
-        reload = hours_to_reload(_hour(logical_date), settings.warehouse_reload_hours)
+        reload = hours_to_reload(run_hour(logical_date, dag_run), settings.warehouse_reload_hours)
         return [hour_label(hour) for hour in reload]
 
     @task
-    def clean(hour: str, run_id: str = "") -> dict[str, dict[str, Any]]:
+    def clean(hour: str, run_id: str | None = None) -> dict[str, dict[str, Any]]:
         """Write the hour's valid samples, once each, as its one clean object; return
         its BigQuery steps (see :func:`steps_of`)."""
-        cleaned = clean_hour(bucket(), warehouse, parse_hour(hour))
+        found = clean_hour(bucket(), warehouse, parse_hour(hour))
         log.info(
             "%s: %d objects, %d records -> %d rows (%d duplicates, %d left out: %s)",
             hour,
-            cleaned.objects,
-            cleaned.records,
-            cleaned.rows,
-            cleaned.duplicates,
-            cleaned.rejected_count,
-            cleaned.rejected,
+            found.objects,
+            found.records,
+            found.rows,
+            found.duplicates,
+            found.rejected_count,
+            found.rejected,
         )
-        return steps_of(cleaned.hour, attempt_key(run_id, cleaned))
+        return steps_of(found.hour, attempt_key(run_id or "", found))
 
     cleaned = clean.expand(hour=hours())
     bigquery = {
@@ -223,18 +204,18 @@ with DAG(
         "location": warehouse.location,
     }
     stage = BigQueryInsertJobOperator.partial(task_id="load_staging", **bigquery).expand_kwargs(
-        cleaned.map(stage_step)
+        cleaned.map(stage_args)
     )
     # One at a time: DML jobs on one table conflict in BigQuery.
     replace = BigQueryInsertJobOperator.partial(
         task_id="replace_hour", max_active_tis_per_dagrun=1, **bigquery
-    ).expand_kwargs(cleaned.map(replace_step))
+    ).expand_kwargs(cleaned.map(replace_args))
     drop = BigQueryDeleteTableOperator.partial(
         task_id="drop_staging", gcp_conn_id=GCP_CONNECTION, ignore_if_missing=True
-    ).expand_kwargs(cleaned.map(drop_step))
+    ).expand_kwargs(cleaned.map(drop_args))
     merge = BigQueryInsertJobOperator.partial(
         task_id="aggregate", max_active_tis_per_dagrun=1, **bigquery
-    ).expand_kwargs(cleaned.map(merge_step))
+    ).expand_kwargs(cleaned.map(merge_args))
 
     wait_for_lake() >> create_tables() >> cleaned
     stage >> replace >> [drop, merge]

@@ -18,22 +18,32 @@ ItemT = TypeVar("ItemT")
 
 class CoalescingSink(Sink[ItemT], Generic[ItemT, RowT]):
     """Holds the newest item of each ``key``; at :meth:`flush` writes ``build(item)``
-    of each to ``inner``."""
+    of each to ``inner``.
+
+    The newest is the last written, unless ``replaces(new, held)`` says otherwise (a
+    host's newest sample, when an older one may come later).
+    """
 
     def __init__(
         self,
         inner: Sink[RowT],
         key: Callable[[ItemT], Hashable],
         build: Callable[[ItemT], RowT],
+        replaces: Callable[[ItemT, ItemT], bool] | None = None,
     ) -> None:
         self.inner = inner
         self._key = key
         self._build = build
+        self._replaces = replaces
         self._items: dict[Hashable, ItemT] = {}
 
     async def write(self, rows: Sequence[ItemT]) -> None:
+        items, replaces = self._items, self._replaces
         for item in rows:
-            self._items[self._key(item)] = item
+            key = self._key(item)
+            held = items.get(key) if replaces else None
+            if held is None or replaces is None or replaces(item, held):
+                items[key] = item
 
     async def flush(self) -> None:
         # Taken before the write awaits: items held meanwhile wait for the next flush.

@@ -69,6 +69,13 @@ def alert_text(alert: Alert) -> str:
     return "\n".join(lines)
 
 
+def error_line(error: BaseException) -> str:
+    """``Type: the message's first line``, or the type alone for an error without one:
+    tracebacks stay in the log the alert links to."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 def slack_payload(alert: Alert) -> dict[str, str]:
     """The JSON body of a Slack incoming-webhook post (``text`` is the whole message)."""
     return {"text": alert_text(alert)}

@@ -24,8 +24,8 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ class AlertInbox:
     """What the local Slack webhook and SMTP server received."""
 
     slack: list[dict[str, Any]] = field(default_factory=list)
-    mail: list[Message] = field(default_factory=list)
+    mail: list[EmailMessage] = field(default_factory=list)
 
     def clear(self) -> None:
         self.slack.clear()
@@ -158,8 +158,10 @@ class _MailHandler:
     def __init__(self, inbox: AlertInbox) -> None:
         self.inbox = inbox
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.inbox.mail.append(message_from_bytes(envelope.content))
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        self.inbox.mail.append(message)
         return "250 OK"
 
 
@@ -172,7 +174,7 @@ def alerts() -> Iterator[AlertInbox]:
     inbox = AlertInbox()
 
     class Webhook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             inbox.slack.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,24 +17,13 @@ import orjson
 import pytest
 
 from schemas.lake import archived, hour_number, object_name
-from tests.dags.conftest import DATASET, LOG_URL_BASE, AlertInbox, Emulators
+from tests.dags.conftest import DATASET, LOG_URL_BASE, REPO, AlertInbox, Emulators, free_port
 from tests.unit.samples import sample_document
+from warehouse.load import PlainRecord
 
 TOPIC = "machine_metrics"
 H10 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class Record:
-    """A Kafka record as the lake agent receives it (schemas.rows.KafkaRecord)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
 
 
 def sample(host: str, at: datetime, cpu_percent: float, event_id: str | None = None) -> bytes:
@@ -60,7 +47,7 @@ def write_object(
     for offset, (kafka_time, value) in enumerate(values, start=first_offset):
         key = orjson.loads(value).get("host_id", "").encode() if value.startswith(b"{") else None
         ms = int(kafka_time.timestamp() * 1000)
-        hour, line = archived(Record(TOPIC, partition, offset, key, value, ms))
+        hour, line = archived(PlainRecord(TOPIC, partition, offset, key, value, ms))
         lines.append(line)
         hours.add(hour)
     (hour,) = hours
@@ -69,7 +56,9 @@ def write_object(
     return name
 
 
-def samples_of(host: str, first: datetime, count: int, step: timedelta) -> list[tuple[datetime, bytes]]:
+def samples_of(
+    host: str, first: datetime, count: int, step: timedelta
+) -> list[tuple[datetime, bytes]]:
     """``count`` samples of ``host`` from ``first`` every ``step``, each reaching Kafka 2 s
     after it was taken."""
     return [
@@ -84,6 +73,11 @@ def hourly_dag(emulators: Emulators, alerts: AlertInbox) -> Any:
     tasks failing at their first error: the DAG retries after minutes of backoff, which
     ``dag.test()`` would wait out."""
     dag = importlib.import_module("hourly_warehouse").dag
+    assert dag.deadline is not None
+    # dag.test() of Airflow 3.3.2 looks the deadline alerts up by id, which only the
+    # scheduler's serialized DAG has (it fails with "'dict' object has no attribute
+    # 'hex'"): the deadline's callback is tested on its own below.
+    dag.deadline = None
     for task in dag.tasks:
         task.retries = 0
     return dag
@@ -160,7 +154,8 @@ def test_a_run_loads_its_hours_once_again_the_same_and_late_objects_once(
         ("web-b", "2026-11-22T09"): (1, 10.0),
         ("web-a", "2026-11-22T11"): (1, 10.0),
     }
-    assert alerts.slack == [] and alerts.mail == []
+    assert alerts.slack == []
+    assert alerts.mail == []
 
 
 def test_a_broken_object_fails_the_run_alerts_slack_and_email_and_a_rerun_after_the_fix_loads(
@@ -171,7 +166,7 @@ def test_a_broken_object_fails_the_run_alerts_slack_and_email_and_a_rerun_after_
     write_object(emulators, 0, 0, samples_of("db-c", hour + 10 * MINUTE, 1, MINUTE))
     good = samples_of("db-d", hour + 20 * MINUTE, 2, MINUTE)
     broken = object_name(TOPIC, 2, 0, hour_number(hour), gzipped=False)
-    first_line = archived(Record(TOPIC, 2, 0, b"db-d", good[0][1], 0))[1]
+    first_line = archived(PlainRecord(TOPIC, 2, 0, b"db-d", good[0][1], 0))[1]
     emulators.upload(broken, first_line + b'{"topic": "machine_metrics", "partition": 2,\n')
 
     failed = run(hourly_dag, hour)
@@ -180,7 +175,7 @@ def test_a_broken_object_fails_the_run_alerts_slack_and_email_and_a_rerun_after_
     assert len(alerts.mail) == 1
     text = alerts.slack[0]["text"]
     mail = alerts.mail[0]
-    body = mail.get_payload(decode=True).decode()
+    body = mail.get_content()
     # The hours 03-05 are cleaned as clean[0..2]: the broken object is hour 05's.
     log_url = f"{LOG_URL_BASE}/dags/hourly_warehouse/runs/"
     for said in (text, body):
@@ -200,7 +195,8 @@ def test_a_broken_object_fails_the_run_alerts_slack_and_email_and_a_rerun_after_
     assert fixed.state == "success"
     counts = raw_counts(emulators)
     assert (counts[("db-c", "2026-11-23T05")], counts[("db-d", "2026-11-23T05")]) == (1, 2)
-    assert alerts.slack == [] and alerts.mail == []
+    assert alerts.slack == []
+    assert alerts.mail == []
 
 
 def test_a_missed_deadline_alerts_with_the_run_and_its_page(
@@ -254,3 +250,35 @@ def test_the_lake_is_taken_complete_when_every_partition_moved_on_or_the_hour_se
 
     now = H10 + timedelta(hours=1, minutes=minutes_after_end)
     assert lake_ready(hour_partitions, next_partitions, now, H10) is ready
+
+
+def test_airflow_finds_the_dag_in_the_dags_folder_without_import_errors(
+    hourly_dag: Any,
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == ["hourly_warehouse"]
+    found = bag.get_dag("hourly_warehouse")
+    assert found.catchup
+    assert found.max_active_runs == 1
+
+
+def test_a_slack_webhook_away_does_not_stop_the_email(
+    hourly_dag: Any, alerts: AlertInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alerting import send_alert
+
+    from warehouse.alerts import FAILED, Alert
+
+    alerts.clear()
+    monkeypatch.setenv(
+        "AIRFLOW_VAR_HOSTSTREAM_SLACK_WEBHOOK_URL", f"http://127.0.0.1:{free_port()}/x"
+    )
+    send_alert(Alert("hourly_warehouse", H10, "aggregate[0]", f"{LOG_URL_BASE}/x", FAILED))
+    assert alerts.slack == []
+    (mail,) = alerts.mail
+    assert (
+        mail["Subject"] == "[hoststream] hourly_warehouse 2026-11-22T10: task aggregate[0] failed"
+    )

@@ -22,3 +22,7 @@ def test_run_shows_this_hosts_rows_arriving_within_30_seconds(pipeline_settings:
     assert silver, done.stdout
     assert silver[-1] >= 5, done.stdout
     assert "1 host(s)" in done.stdout
+    base = f"http://{pipeline_settings.web_host}:{pipeline_settings.web_port}"
+    assert f"{base}/api/hosts" in done.stdout
+    assert f"{base}/metrics" in done.stdout
+    assert re.search(r"hoststream warehouse load --hour \d{4}-\d\d-\d\dT\d\d", done.stdout)

@@ -2,6 +2,7 @@ import asyncpg
 import pytest
 
 from sinks.base import REASON_MAX_CHARS, RefusedRow, RowsRefused, bounded_reason
+from sinks.coalescing import CoalescingSink
 from sinks.memory import ListSink
 from sinks.postgres import (
     Waiting,
@@ -178,3 +179,15 @@ async def test_an_error_no_wait_fixes_is_raised_at_once():
         await retrying("write to t", attempt)
     assert attempts == 1
     assert waiting_for_postgres() is None
+
+
+async def test_a_coalescing_sink_keeps_the_item_replaces_prefers():
+    inner = ListSink(key=lambda row: row)
+    newest = CoalescingSink(
+        inner, key=lambda item: item[0], build=lambda item: item, replaces=lambda n, h: n[1] >= h[1]
+    )
+    # A host's sample of 12:00 arriving after its 12:05 one, in a later batch.
+    await newest.write([("a", 5), ("b", 1)])
+    await newest.write([("a", 0), ("b", 2)])
+    await newest.flush()
+    assert sorted(inner.rows) == [("a", 5), ("b", 2)]

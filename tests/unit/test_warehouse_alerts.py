@@ -23,6 +23,7 @@ from warehouse.alerts import (
     alert_subject,
     alert_text,
     email_message,
+    error_line,
     hour_label,
     post_to_slack,
     send_email,
@@ -71,6 +72,13 @@ def test_the_hour_is_said_in_utc_whatever_zone_it_came_in():
     paris = timezone(timedelta(hours=1))
     assert hour_label(datetime(2026, 11, 22, 14, 0, tzinfo=paris)) == "2026-11-22T13"
     assert hour_label(datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)) == "2026-12-31T23"
+
+
+def test_an_error_is_said_in_one_line_with_its_type():
+    assert error_line(ValueError("bad line 3: not JSON\n  detail\n")) == (
+        "ValueError: bad line 3: not JSON"
+    )
+    assert error_line(TimeoutError()) == "TimeoutError"
 
 
 def test_slack_gets_the_whole_message_as_text_and_email_as_subject_and_body():
