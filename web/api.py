@@ -9,6 +9,7 @@ windows from its state in memory and its closed ones from PostgreSQL's gold.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import logging
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT_S = 5.0
 """A lookup PostgreSQL has not answered by then gets 503, not a hung request."""
+ROUTE_TIMEOUT_S = 10.0
+"""A routed lookup the owning worker has not answered by then (stuck, or paused by a
+debugger) gets 503 instead of holding the client for aiohttp's five minutes."""
 MAX_ANOMALIES = 10_000
 """Most windows an anomalies lookup answers (the newest)."""
 
@@ -208,8 +212,8 @@ def by_owner(app: faust.App, table: faust.Table, max_id_chars: int) -> Callable[
             if not is_host_id(match["host"], max_id_chars):
                 return web.json({"error": "unknown host"}, status=404)
             try:
-                return await routed(web, request, **match)
-            except aiohttp.ClientError as exc:
+                return await asyncio.wait_for(routed(web, request, **match), ROUTE_TIMEOUT_S)
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 return web.json(
                     {"error": f"the worker that owns this host did not answer: {exc!r}"},
                     status=503,
