@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas.quantiles import quantile
+from schemas.quantiles import Sketch, quantile
 from schemas.windows import WindowAggregate
 
 
@@ -52,12 +53,24 @@ class GoldWindow:
     aggregate: WindowAggregate
 
 
+def p95(sketch: Sketch, count: int, maximum: float) -> float:
+    """A window's p95 from its sketch, exact where the window's maximum decides it.
+
+    The nearest rank, ceil(0.95 n), is n itself for fewer than 20 samples (a 5-minute
+    window of a host sending every 15 s or less often), whose p95 is then their
+    maximum; and no p95 exceeds the maximum, which the sketch's bucket can.
+    """
+    if math.ceil(0.95 * count) >= count:
+        return maximum
+    return min(quantile(sketch, 0.95), maximum)
+
+
 def gold_row(
     host_id: str, start_s: int, size_s: int, agg: WindowAggregate, thresholds: Thresholds
 ) -> GoldRow:
     """The summary row of one window's aggregate, anomaly flags included."""
-    cpu_p95 = quantile(agg.cpu_buckets, 0.95)
-    memory_p95 = quantile(agg.memory_buckets, 0.95)
+    cpu_p95 = p95(agg.cpu_buckets, agg.count, agg.cpu_max)
+    memory_p95 = p95(agg.memory_buckets, agg.count, agg.memory_max)
     count = max(agg.count, 1)
     return GoldRow(
         host_id=host_id,

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.anomalies import Thresholds, gold_row
+from schemas.anomalies import Thresholds, gold_row, p95
 from schemas.quantiles import (
     SKETCH_MIN_PERCENT,
     SKETCH_RELATIVE_ACCURACY,
@@ -66,6 +66,17 @@ def test_sketch_p95_is_within_one_percent_of_the_exact_p95(values):
         assert abs(estimate - exact) <= 0.01 * exact
     else:
         assert estimate == 0.0
+
+
+@given(st.lists(percents, min_size=1, max_size=60))
+def test_a_windows_p95_is_exact_under_20_samples_and_never_above_its_maximum(values):
+    exact = exact_quantile(values, 0.95)
+    estimate = p95(sketch_of(values), len(values), max(values))
+    assert estimate <= max(values)
+    if len(values) < 20:
+        assert estimate == exact
+    elif exact >= SKETCH_MIN_PERCENT:
+        assert abs(estimate - exact) <= SKETCH_RELATIVE_ACCURACY * exact * (1 + 1e-9)
 
 
 def test_exact_quantile_is_nearest_rank():
