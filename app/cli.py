@@ -78,7 +78,7 @@ def _unreachable() -> tuple[type[Exception], ...]:
     return (
         BrokerUnreachable,
         *((postgres.DatabaseUnreachable,) if postgres else ()),
-        *((gcs.BucketUnusable,) if gcs else ()),
+        *((gcs.BucketUnusable, gcs.GcsUnreachable) if gcs else ()),
     )
 
 

@@ -34,6 +34,10 @@ from schemas.lake import (
 from sinks.gcs import GcsBucket
 
 PROGRESS_EVERY_S = 1.0
+REPLAY_PATIENCE_S = 60.0
+"""How long a replay waits out GCS not answering mid-way before it stops (the records
+produced so far stay; running it again produces the hour again, which silver and gold
+take once)."""
 MAX_REQUEST_BYTES = 64 * 2**20
 """The producer sends any record the topic takes; the broker refuses larger ones."""
 
@@ -87,7 +91,8 @@ async def replay(
     :class:`~sinks.gcs.BucketUnusable` for a bucket missing or forbidden.
     """
     target = to_topic or settings.topic
-    bucket = GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None)
+    # A command waits for nobody for long: GCS away mid-replay ends it (see _unreachable).
+    bucket = GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None, REPLAY_PATIENCE_S)
     done = Replayed()
     try:
         # A command waits for nobody: GCS away is an error here, not an outage to sit out.

@@ -81,14 +81,14 @@ def _settings() -> WarehouseSettings:
 def _load(settings: WarehouseSettings, hours: list[datetime]) -> None:
     from google.api_core.exceptions import GoogleAPIError
 
-    from sinks.gcs import BucketUnusable, GcsBucket
+    from sinks.gcs import BucketUnusable, GcsBucket, GcsUnreachable
     from warehouse.aggregate import aggregate_hour
-    from warehouse.load import WarehouseError, ensure_tables, load_hour
+    from warehouse.load import GCS_PATIENCE_S, WarehouseError, ensure_tables, load_hour
     from warehouse.target import bigquery_client
 
     wh = settings.warehouse()
     client = bigquery_client(wh, settings.bigquery_emulator_host or None)
-    bucket = GcsBucket(wh.bucket, settings.gcs_emulator_host or None)
+    bucket = GcsBucket(wh.bucket, settings.gcs_emulator_host or None, GCS_PATIENCE_S)
     # One attempt per invocation: running the command again loads again.
     attempt = f"cli_{uuid.uuid4().hex[:12]}"
     typer.echo(
@@ -103,7 +103,7 @@ def _load(settings: WarehouseSettings, hours: list[datetime]) -> None:
                 report = load_hour(client, bucket, wh, hour, attempt)
                 aggregate_hour(client, wh, hour, attempt)
                 typer.echo(summary_line(report))
-    except (WarehouseError, BucketUnusable) as exc:
+    except (WarehouseError, BucketUnusable, GcsUnreachable) as exc:
         _fail(str(exc))
     except GoogleAPIError as exc:
         _fail(f"BigQuery refused a job: {' '.join(str(exc).split())[:600]}")

@@ -41,6 +41,7 @@ from warehouse.aggregate import aggregate_sql
 from warehouse.hours import HOUR, hour_label, hours_to_reload, parse_hour
 from warehouse.jobs import job_id
 from warehouse.load import (
+    GCS_PATIENCE_S,
     HourClean,
     clean_hour,
     ensure_tables,
@@ -71,7 +72,7 @@ warehouse = settings.warehouse()
 
 def bucket() -> GcsBucket:
     """The lake's bucket (the emulator's when HOSTSTREAM_GCS_EMULATOR_HOST is set)."""
-    return GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None)
+    return GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None, GCS_PATIENCE_S)
 
 
 def lake_ready(

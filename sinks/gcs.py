@@ -39,13 +39,21 @@ class BucketUnusable(RuntimeError):
     not an outage to wait out."""
 
 
+class GcsUnreachable(RuntimeError):
+    """GCS did not answer for longer than a command waits (``patience_s``)."""
+
+
 class GcsBucket(Sink[LakeObject]):
     """One bucket. Writing uploads each object at once and returns once it is stored."""
 
-    def __init__(self, bucket: str, api_root: str | None) -> None:
-        """``api_root``: an emulator's ``http://host:port``; None for real GCS."""
+    def __init__(self, bucket: str, api_root: str | None, patience_s: float | None = None) -> None:
+        """``api_root``: an emulator's ``http://host:port``; None for real GCS.
+        ``patience_s``: how long calls wait out an outage before raising
+        :class:`GcsUnreachable`; None, for ever (the worker's lake, which must not drop).
+        """
         self.bucket = bucket
         self.api_root = api_root
+        self.patience_s = patience_s
         self._storage: Storage | None = None
         self._waiting_since: float | None = None
         self.bytes_written = 0
@@ -143,20 +151,26 @@ class GcsBucket(Sink[LakeObject]):
             try:
                 result = await call(*args, **kw)
             except _RETRIED as exc:
+                reason = bounded_reason(f"{type(exc).__name__}: {exc}")
                 if self._waiting_since is None:
                     self._waiting_since = time.monotonic()
                     log.warning(
-                        "GCS is unreachable (%s during %s); lake uploads wait and retry, "
+                        "GCS is unreachable (%s during %s); waiting and retrying, "
                         "nothing is dropped",
-                        bounded_reason(f"{type(exc).__name__}: {exc}"),
+                        reason,
                         what,
                     )
+                waited_s = time.monotonic() - self._waiting_since
+                if self.patience_s is not None and waited_s >= self.patience_s:
+                    raise GcsUnreachable(
+                        f"GCS did not answer for {waited_s:.0f} s ({reason} during {what})"
+                    ) from None
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
                 continue
             if self._waiting_since is not None:
                 log.warning(
-                    "GCS is reachable again after %.1f s; lake uploads resumed (gs://%s)",
+                    "GCS is reachable again after %.1f s (gs://%s)",
                     time.monotonic() - self._waiting_since,
                     self.bucket,
                 )

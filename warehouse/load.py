@@ -52,6 +52,9 @@ from warehouse.target import (
 
 T = TypeVar("T")
 
+GCS_PATIENCE_S = 120.0
+"""How long a load waits out GCS not answering (mid-load; at its start it fails at once)
+before it fails: a command, or an Airflow task that has retries of its own, must end."""
 CHECK_DEADLINE_S = 20.0
 """How long the first BigQuery calls of a run retry before it fails: a command waits
 for nobody."""

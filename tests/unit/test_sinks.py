@@ -1,8 +1,11 @@
+import time
+
 import asyncpg
 import pytest
 
 from sinks.base import REASON_MAX_CHARS, RefusedRow, RowsRefused, bounded_reason
 from sinks.coalescing import CoalescingSink
+from sinks.gcs import GcsBucket, GcsUnreachable
 from sinks.memory import ListSink
 from sinks.postgres import (
     Waiting,
@@ -12,6 +15,7 @@ from sinks.postgres import (
     retrying,
     waiting_for_postgres,
 )
+from stack.throwaway import free_ports
 
 
 async def test_list_sink_keeps_the_first_row_of_each_key_once_flushed():
@@ -191,3 +195,13 @@ async def test_a_coalescing_sink_keeps_the_item_replaces_prefers():
     await newest.write([("a", 0), ("b", 2)])
     await newest.flush()
     assert sorted(inner.rows) == [("a", 5), ("b", 2)]
+
+
+async def test_a_bucket_with_patience_gives_up_on_a_gcs_that_does_not_answer():
+    # A port nothing listens on: every call is refused, as while GCS is away.
+    bucket = GcsBucket("lake", f"http://127.0.0.1:{free_ports(1)[0]}", patience_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(GcsUnreachable, match=r"GCS did not answer for \d+ s .* during reading x"):
+        await bucket.read("x")
+    assert 1.0 <= time.monotonic() - started < 10
+    await bucket.close()
