@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +42,7 @@ from app.preflight import ensure_topics  # noqa: E402
 from collector.synthetic import synthetic_document  # noqa: E402
 from config import AllSettings  # noqa: E402
 from stack import Stack  # noqa: E402
-from stack.throwaway import free_ports  # noqa: E402
+from stack.throwaway import free_ports, scratch_dir  # noqa: E402
 
 HOSTS = 1_000
 INTERVAL_S = 300
@@ -186,8 +184,12 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="hoststream-api-"))
-    os.chmod(state, 0o755)
+    with scratch_dir("hoststream-api-") as state:
+        await benchmark(args, state)
+
+
+async def benchmark(args: argparse.Namespace, state: Path) -> None:
+    """Start the stack in ``state`` and run the benchmark against it."""
     settings = bench_settings(state, batch_max_records=5000).model_copy(
         update={"lake_enabled": False}
     )
@@ -201,7 +203,6 @@ async def main() -> None:
     finally:
         stack.down()
     print(table(results))
-    print(f"logs in {state}")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -49,7 +47,7 @@ from app.preflight import ensure_topics  # noqa: E402
 from collector.synthetic import synthetic_document  # noqa: E402
 from config import LOOPBACK, AllSettings  # noqa: E402
 from stack import Stack  # noqa: E402
-from stack.throwaway import create_database  # noqa: E402
+from stack.throwaway import create_database, scratch_dir  # noqa: E402
 
 INTERVAL_S = 10
 
@@ -233,8 +231,12 @@ async def main() -> None:
     parser.add_argument("--hosts", type=int, nargs="+", default=[100, 1_000, 10_000])
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="hoststream-fleet-"))
-    os.chmod(state, 0o755)
+    with scratch_dir("hoststream-fleet-") as state:
+        await benchmark(args, state)
+
+
+async def benchmark(args: argparse.Namespace, state: Path) -> None:
+    """Start the stack in ``state`` and run the benchmark against it."""
     settings = bench_settings(state, batch_max_records=5000)
     stack = Stack(settings)
     stack.install()
@@ -245,7 +247,6 @@ async def main() -> None:
         stack.down()
     print(f"\n{args.records:,} records per run, {settings.topic_partitions} partitions")
     print(table(results))
-    print(f"logs in {state}")
 
 
 if __name__ == "__main__":

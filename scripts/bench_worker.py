@@ -22,7 +22,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from app.preflight import ensure_topics  # noqa: E402
 from collector.synthetic import synthetic_document  # noqa: E402
 from config import LOOPBACK, AllSettings, WorkerSettings  # noqa: E402
 from stack import Stack  # noqa: E402
-from stack.throwaway import throwaway_settings  # noqa: E402
+from stack.throwaway import scratch_dir, throwaway_settings  # noqa: E402
 
 HOSTS = 100
 
@@ -246,8 +245,12 @@ async def main() -> None:
     )
     args = parser.parse_args()
 
-    state = Path(tempfile.mkdtemp(prefix="hoststream-bench-"))
-    os.chmod(state, 0o755)
+    with scratch_dir("hoststream-bench-") as state:
+        await benchmark(args, state)
+
+
+async def benchmark(args: argparse.Namespace, state: Path) -> None:
+    """Start the stack in ``state`` and run the benchmark against it."""
     settings = bench_settings(state, args.batch_max_records)
     stack = Stack(settings)
     stack.install()
@@ -344,7 +347,6 @@ async def main() -> None:
         print(f"latency sample -> silver row: p50 {p50:.3f} s, p99 {p99:.3f} s")
     finally:
         stack.down()
-    print(f"logs in {state}")
 
 
 if __name__ == "__main__":

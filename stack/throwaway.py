@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
-from contextlib import ExitStack
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,21 @@ def free_ports(count: int) -> list[int]:
             sock.bind((LOOPBACK, 0))
             ports.append(sock.getsockname()[1])
     return ports
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A folder under the system's temp dir for a benchmark's stack and workers: removed
+    once the benchmark is done (a run leaves gigabytes of Kafka and RocksDB data), kept
+    with its logs when it failed. Readable by all: PostgreSQL runs as its own user."""
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(state, 0o755)
+    try:
+        yield state
+    except BaseException:
+        print(f"state and logs kept in {state}", file=sys.stderr)
+        raise
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def throwaway_settings(stack_dir: Path, kafka_libs_dir: Path, **overrides: Any) -> AllSettings:
