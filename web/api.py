@@ -15,7 +15,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -42,8 +42,14 @@ from web.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 QUERY_TIMEOUT_S = 5.0
-"""A lookup PostgreSQL has not answered by then gets 503, not a hung request."""
+"""Longest a lookup's query may run."""
+LOOKUP_TIMEOUT_S = 6.0
+"""A lookup not answered by then gets 503, not a hung request: PostgreSQL stopped (not
+gone: a stopped server holds connections open) blocks even taking a connection from
+the pool, which the query's own timeout does not cover."""
 ROUTE_TIMEOUT_S = 10.0
 """A routed lookup the owning worker has not answered by then (stuck, or paused by a
 debugger) gets 503 instead of holding the client for aiohttp's five minutes."""
@@ -179,14 +185,20 @@ def answering(served_by: str) -> Callable[[Handler], Handler]:
         @functools.wraps(fun)
         async def view(web: View, request: Any, **match: str) -> Any:
             try:
-                answer = await fun(request, **match)
+                answer = await within(fun(request, **match), LOOKUP_TIMEOUT_S)
             except BadRequest as exc:
                 return web.json({"error": str(exc)}, status=400)
             except Unknown:
                 return web.json({"error": "unknown host"}, status=404)
             except Unavailable as exc:
                 return web.json({"error": str(exc)}, status=503)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            except TimeoutError:
+                log.warning("lookup failed: PostgreSQL did not answer in %g s", LOOKUP_TIMEOUT_S)
+                return web.json(
+                    {"error": f"PostgreSQL did not answer within {LOOKUP_TIMEOUT_S:g} s"},
+                    status=503,
+                )
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 log.warning("lookup failed: PostgreSQL: %r", exc)
                 return web.json({"error": f"PostgreSQL did not answer: {exc!r}"}, status=503)
             return web.json({"served_by": served_by, **answer})
@@ -212,7 +224,7 @@ def by_owner(app: faust.App, table: faust.Table, max_id_chars: int) -> Callable[
             if not is_host_id(match["host"], max_id_chars):
                 return web.json({"error": "unknown host"}, status=404)
             try:
-                return await asyncio.wait_for(routed(web, request, **match), ROUTE_TIMEOUT_S)
+                return await within(routed(web, request, **match), ROUTE_TIMEOUT_S)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 return web.json(
                     {"error": f"the worker that owns this host did not answer: {exc!r}"},
@@ -279,6 +291,22 @@ def add_api(
     async def anomalies(request: Any) -> dict[str, Any]:
         since = since_time(request.query.get("since"), _now(), max_range_s)
         return {"since": iso(since), "anomalies": await lookups.anomalies(since)}
+
+
+async def within(work: Awaitable[T], timeout_s: float) -> T:
+    """``work``'s result, or TimeoutError after ``timeout_s``, then at once.
+
+    Unlike ``asyncio.wait_for``, it does not wait for the cancelled work to wind down:
+    asyncpg cancels a query by asking the server, which a stopped server never answers.
+    """
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        # Its end, whenever it comes, is nobody's to read: no "never retrieved" warning.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise TimeoutError
+    return task.result()
 
 
 def _now() -> datetime:

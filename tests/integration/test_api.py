@@ -5,8 +5,11 @@ the values are silver's, the token guards everything but the probes, bad input g
 from __future__ import annotations
 
 import math
+import os
 import random
 import signal
+import subprocess
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -415,3 +418,38 @@ async def test_tags_postgresql_cannot_store_are_left_out_and_nothing_stops(serve
     assert tags["tags-long"] == {"long": "x" * 100_000}
     # Silver may refuse a lone surrogate; if it keeps the sample, the tags are left out.
     assert tags.get("tags-surrogate", {}) == {}
+
+
+def postgres_processes(settings: AllSettings) -> list[int]:
+    """The session's PostgreSQL: its postmaster and every backend it forked."""
+    pid_file = settings.stack_dir / "postgres" / "data" / "postmaster.pid"
+    postmaster = int(pid_file.read_text().split()[0])
+    children = subprocess.run(
+        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [postmaster, *map(int, children)]
+
+
+async def test_a_stopped_postgresql_gets_503_in_seconds_not_a_hung_request(served: AllSettings):
+    url = base_url(served)
+    # Stopped, not gone: connections stay open and nothing answers on them, the worst
+    # case for a client (a dead server refuses connections at once).
+    stopped = postgres_processes(served)
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for path in ("/api/hosts", "/api/hosts/host-01/latest", "/api/hosts/host-01/windows/5m"):
+            started = time.monotonic()
+            status, answer = await get(f"{url}{path}")
+            assert status == 503, (path, answer)
+            assert "PostgreSQL did not answer" in answer["error"], path
+            assert time.monotonic() - started < 9, path
+        assert (await get(f"{url}/health", token=None))[0] == 200
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+
+    async def answering_again() -> bool:
+        return (await get(f"{url}/api/hosts/host-01/latest"))[0] == 200
+
+    await eventually(answering_again, what="lookups to answer once PostgreSQL is back")
