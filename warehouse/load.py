@@ -40,7 +40,7 @@ from schemas.validation import EARLIEST_SAMPLE_TIME
 from sinks.base import bounded_reason
 from sinks.gcs import GcsBucket
 from warehouse.hours import HOUR, checked_hour, hour_label
-from warehouse.jobs import job_id, run_job
+from warehouse.jobs import WarehouseError, job_id, run_job
 from warehouse.target import (
     CLEAN_PREFIX,
     HOURLY_SCHEMA,
@@ -58,10 +58,6 @@ before it fails: a command, or an Airflow task that has retries of its own, must
 CHECK_DEADLINE_S = 20.0
 """How long the first BigQuery calls of a run retry before it fails: a command waits
 for nobody."""
-
-
-class WarehouseError(RuntimeError):
-    """A load that cannot go on; ``str(exc)`` says why in one line."""
 
 
 class BadLakeObject(WarehouseError):

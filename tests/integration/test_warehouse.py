@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,14 +27,15 @@ from collector.synthetic import synthetic_document
 from config import AllSettings
 from schemas.lake import LakeObject, OpenObject, archived, hour_number
 from sinks.gcs import GcsBucket
+from stack.bigquery import BigQuery
 from tests.hostile import BAD_KINDS, Forge
 from tests.integration.fixtures import Processes, eventually, run_command, settings_env
 from tests.integration.gold_check import drain, produce, sample_message, within_sketch_bound
 from tests.integration.test_hostile_records import create_topic
 from tests.integration.test_lake import lake_committed
 from warehouse.aggregate import aggregate_hour
-from warehouse.jobs import job_id
-from warehouse.load import BadLakeObject, PlainRecord, ensure_tables, load_hour
+from warehouse.jobs import PATIENCE_S, REQUEST_TIMEOUT_S, WarehouseError, job_id, run_job
+from warehouse.load import BadLakeObject, PlainRecord, ensure_tables, load_hour, query_config
 from warehouse.target import HOURLY_TABLE, RAW_TABLE, Warehouse, bigquery_client
 
 pytestmark = pytest.mark.integration
@@ -433,3 +436,21 @@ def test_the_command_loads_an_hour_and_says_why_when_it_cannot(lake: Lake):
     done = run_command(away, "warehouse", "load", "--hour", "2026-11-22T13")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("hoststream: BigQuery does not answer: ")
+
+
+def test_a_bigquery_that_stops_answering_fails_a_step_in_seconds_not_hours(lake: Lake):
+    # Stopped, not gone: its connections stay open and nothing answers on them.
+    bigquery = BigQuery(lake.settings, echo=print)
+    pid = bigquery.recorded_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        with pytest.raises(WarehouseError, match="BigQuery did not answer about job"):
+            run_job(lake.client, lake.wh, f"stopped_{uuid.uuid4().hex}", query_config("SELECT 1"))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert time.monotonic() - started < PATIENCE_S + 2 * REQUEST_TIMEOUT_S
+    # Back: the same hour loads.
+    lake.put(0, 0, keyed(samples(["host-0"], 3, HOUR, seed=5)))
+    assert lake.load().clean.rows == 3
