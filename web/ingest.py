@@ -27,6 +27,8 @@ from web.auth import bearer_matches
 
 DELIVERY_TIMEOUT_S = 30.0
 """Longest wait for Kafka's acknowledgements before answering 503."""
+RECORD_OVERHEAD_BYTES = 512
+"""Room for what a Kafka record adds to its key and value (measured: 95 bytes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,9 @@ def add_ingest_page(
     """Serve ``POST /api/ingest``, producing to ``topic``; off (404) when ``token`` is
     empty."""
     (topic_name,) = topic.topics
+    # A record the producer refuses as too large is refused for good: answered 413 (the
+    # collector drops it), never 503, which a client would retry for ever.
+    max_record_bytes = int(app.conf.producer_max_request_size) - RECORD_OVERHEAD_BYTES
 
     class Ingest(View):
         async def post(self, request: Any) -> Any:
@@ -140,6 +145,25 @@ def add_ingest_page(
                 samples = posted_samples(body, topic_name, int(time.time() * 1000))
             except BadBody as exc:
                 return self.json({"error": str(exc)}, status=400)
+            too_large = [
+                {
+                    "index": s.offset,
+                    "reason": f"{len(s.value):,} bytes: Kafka takes records of "
+                    f"{max_record_bytes:,} bytes at most",
+                }
+                for s in samples
+                if len(s.value) + len(s.key or b"") > max_record_bytes
+            ]
+            if too_large:
+                return self.json(
+                    {
+                        "accepted": 0,
+                        "rejected": too_large,
+                        "error": f"{len(too_large)} of {len(samples)} samples are too large for "
+                        "Kafka; none was sent",
+                    },
+                    status=413,
+                )
             _, rejections = validate_batch(samples, datetime.now(UTC), limits)
             if rejections:
                 return self.json(

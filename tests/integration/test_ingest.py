@@ -192,3 +192,27 @@ def is_object(value: bytes | None) -> bool:
         return value is not None and isinstance(orjson.loads(value), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+async def test_a_sample_kafka_would_refuse_as_too_large_gets_413_not_a_retry(
+    pipeline_settings: AllSettings, processes: Processes
+):
+    # The body limit above Kafka's record limit: the record's own size decides.
+    settings = pipeline_settings.model_copy(
+        update={"ingest_token": SecretStr(INGEST_TOKEN), "ingest_max_body_bytes": 4 * 2**20}
+    )
+    await ensure_topics(settings)
+    processes.start(settings_env(settings), "worker", name="worker")
+    rng = random.Random(23)
+    now = datetime.now(UTC)
+    fits, too_large = (synthetic_document("big-tags", now, rng) for _ in range(2))
+    fits["tags"] = [{"key": "blob", "value": "x" * 900_000}]
+    too_large["tags"] = [{"key": "blob", "value": "x" * 1_010_000}]
+    async with aiohttp.ClientSession() as session:
+        await wait_until_ready(settings, session)
+        status, answer = await post(session, settings, orjson.dumps([fits, too_large]))
+        assert status == 413, answer
+        assert answer["rejected"][0]["index"] == 1
+        assert "Kafka takes records of" in answer["rejected"][0]["reason"]
+        status, answer = await post(session, settings, orjson.dumps(fits))
+        assert (status, answer["accepted"]) == (202, 1)
