@@ -87,18 +87,17 @@ async def replay(
     the same topic), only ``hosts``' when given (by Kafka key).
 
     Raises :class:`ReplayStopped` for a bad object (unless ``skip_bad``), a topic with
-    too few partitions or GCS not answering, before producing anything of that object;
-    :class:`~sinks.gcs.BucketUnusable` for a bucket missing or forbidden.
+    too few partitions, before producing anything of that object;
+    :class:`~sinks.gcs.GcsUnreachable` when GCS does not answer (at the start, or for
+    REPLAY_PATIENCE_S later on); :class:`~sinks.gcs.BucketUnusable` for a bucket missing
+    or forbidden.
     """
     target = to_topic or settings.topic
     # A command waits for nobody for long: GCS away mid-replay ends it (see _unreachable).
     bucket = GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None, REPLAY_PATIENCE_S)
     done = Replayed()
     try:
-        # A command waits for nobody: GCS away is an error here, not an outage to sit out.
-        unreachable = await bucket.check()
-        if unreachable is not None:
-            raise ReplayStopped(f"GCS does not answer for gs://{bucket.bucket}: {unreachable}")
+        await bucket.answering()
         partitions = await _objects(bucket, settings.topic, first_hour, last_hour, skip_bad, done)
         await ensure_topics(settings.model_copy(update={"topic": target}))
         producer = AIOKafkaProducer(

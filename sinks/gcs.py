@@ -90,6 +90,16 @@ class GcsBucket(Sink[LakeObject]):
             return bounded_reason(f"{type(exc).__name__}: {exc}")
         return None
 
+    async def answering(self) -> None:
+        """Raise :class:`GcsUnreachable` at once when GCS does not answer (a command's
+        start: it waits for nobody), :class:`BucketUnusable` as :meth:`check` does."""
+        unreachable = await self.check()
+        if unreachable is not None:
+            raise GcsUnreachable(
+                f"GCS does not answer for gs://{self.bucket} "
+                f"({self.api_root or 'Google Cloud Storage'}): {unreachable}"
+            )
+
     async def write(self, rows: Sequence[LakeObject]) -> None:
         for lake_object in rows:
             await self.put(lake_object.name, lake_object.data)

@@ -193,7 +193,7 @@ def clean_hour(bucket: GcsBucket, wh: Warehouse, hour: datetime) -> HourClean:
     the hour's clean object (see :func:`clean_records`).
 
     Raises :class:`BadLakeObject` naming the object and line of the first line that is
-    not a lake record (nothing is written then), :class:`WarehouseError` when GCS does
+    not a lake record (nothing is written then), :class:`sinks.gcs.GcsUnreachable` when GCS does
     not answer, :class:`sinks.gcs.BucketUnusable` for a missing or forbidden bucket.
     """
     return _run(bucket, _clean_hour(bucket, wh, checked_hour(hour)))
@@ -212,17 +212,8 @@ def _run(bucket: GcsBucket, work: Awaitable[T]) -> T:
     return asyncio.run(closing())
 
 
-async def _answering(bucket: GcsBucket) -> None:
-    unreachable = await bucket.check()
-    if unreachable is not None:
-        raise WarehouseError(
-            f"GCS does not answer for gs://{bucket.bucket} "
-            f"({bucket.api_root or 'Google Cloud Storage'}): {unreachable}"
-        )
-
-
 async def _lake_objects(bucket: GcsBucket, wh: Warehouse, hour: datetime) -> list[ObjectName]:
-    await _answering(bucket)
+    await bucket.answering()
     names = []
     for name in await bucket.names(hour_prefix(wh.topic, hour_number(hour))):
         try:

@@ -74,7 +74,7 @@ class Lake:
 
         async def upload() -> None:
             try:
-                await bucket.storage.upload(bucket.bucket, name, data)
+                await bucket.put(name, data)
             finally:
                 await bucket.close()
 
