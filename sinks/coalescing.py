@@ -38,12 +38,16 @@ class CoalescingSink(Sink[ItemT], Generic[ItemT, RowT]):
         self._items: dict[Hashable, ItemT] = {}
 
     async def write(self, rows: Sequence[ItemT]) -> None:
-        items, replaces = self._items, self._replaces
+        items, key, replaces = self._items, self._key, self._replaces
+        if replaces is None:
+            for item in rows:
+                items[key(item)] = item
+            return
         for item in rows:
-            key = self._key(item)
-            held = items.get(key) if replaces else None
-            if held is None or replaces is None or replaces(item, held):
-                items[key] = item
+            k = key(item)
+            held = items.get(k)
+            if held is None or replaces(item, held):
+                items[k] = item
 
     async def flush(self) -> None:
         # Taken before the write awaits: items held meanwhile wait for the next flush.
