@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hoststream needs on this machine, and nothing twice:
-#   - Debian packages: a JRE and Maven (the Kafka broker), PostgreSQL's server binaries;
+#   - Debian packages: a JRE and Maven (the Kafka broker), PostgreSQL's server binaries,
+#     chromium (the dashboard's browser test);
 #   - a virtual environment in .venv with hoststream and its dev extra (every role's extras);
 #   - the Kafka broker's jars, from Maven Central.
 # pip and Maven reuse their caches (~/.cache/pip, ~/.m2) when present.
@@ -13,6 +14,8 @@ missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# The dashboard's browser test drives it through playwright (which cannot fetch its own here).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
     if [ "$(id -u)" -ne 0 ]; then
         echo "hoststream needs ${missing[*]}: run  sudo apt-get install -y ${missing[*]}" >&2
