@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import asyncpg
@@ -47,6 +48,7 @@ async def _run(settings: AllSettings, duration_s: float | None) -> int:
         f"Kafka {settings.kafka_bootstrap} ({settings.topic}) -> worker -> PostgreSQL\n"
         f"  rows   psql {redacted_dsn(dsn)} -c 'SELECT * FROM silver.silver_performance "
         f"ORDER BY sample_time DESC LIMIT 5'\n"
+        f"  dashboard {dashboard_url(settings)}\n"
         f"  api    http://{settings.web_host}:{settings.web_port}/api/hosts "
         f"(all routes: /api/openapi.json)\n"
         f"  metrics http://{settings.web_host}:{settings.web_port}/metrics "
@@ -141,6 +143,14 @@ async def _lake_progress(settings: AllSettings) -> str:
     waiting = lake["gcs_waiting_s"]
     outage = f", GCS unreachable for {waiting:.0f} s" if waiting else ""
     return f"; lake {lake['objects']} objects, {lake['records']} records{outage}"
+
+
+def dashboard_url(settings: AllSettings) -> str:
+    """The worker's dashboard, with the API's token in the fragment when one is set: the
+    browser never sends a fragment, and the page keeps the token for the tab only."""
+    url = f"http://{settings.web_host}:{settings.web_port}/"
+    token = settings.web_token.get_secret_value()
+    return f"{url}#token={quote(token, safe='')}" if token else url
 
 
 def _this_hour() -> str:

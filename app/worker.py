@@ -41,6 +41,7 @@ from sinks.medallion_tables import BRONZE, GOLD, HOSTS, REJECTED, SILVER
 from sinks.postgres import waiting_for_postgres
 from tables.gold import HostStates
 from web.api import Lookups, add_api
+from web.dashboard import add_dashboard
 from web.health import add_probe_pages, not_ready_because
 from web.ingest import add_ingest_page
 from web.metrics import WorkerFigures, WorkerMetrics, add_metrics_page
@@ -219,6 +220,7 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
         max_range_s=settings.api_max_range_s,
         max_id_chars=settings.max_id_chars,
     )
+    add_dashboard(app, token_required=bool(settings.web_token.get_secret_value()))
     require_token(app, settings.web_token.get_secret_value())
     return_freed_memory(app)
     app.on_shutdown_close(db.close)

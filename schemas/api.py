@@ -20,6 +20,24 @@ WINDOWS = {"5m": "5min", "1h": "1h"}
 DEFAULT_SPAN_S = 86_400.0
 """A windows lookup without ``from`` covers this long before ``to``; an anomalies
 lookup without ``since`` this long before now."""
+SAMPLES_SPAN_S = 3_600.0
+"""A samples lookup without ``from`` covers this long before ``to``: the last hour a
+dashboard draws."""
+
+SAMPLE_FIGURES = {
+    "cpu_percent": "percent",
+    "memory_percent": "percent",
+    "memory_used_bytes": "bytes",
+    "memory_total_bytes": "bytes",
+    "disk_max_percent": "percent",
+    "disk_used_bytes": "bytes",
+    "disk_total_bytes": "bytes",
+    "net_bytes_sent_per_s": "rate",
+    "net_bytes_recv_per_s": "rate",
+}
+"""The columns of ``silver.silver_performance`` a samples lookup answers, by kind."""
+MAX_SAMPLES = 20_000
+"""Most samples a samples lookup answers (the newest): 5.5 hours at one a second."""
 
 
 class BadRequest(ValueError):
@@ -64,16 +82,20 @@ def window_name(window: str) -> str:
 
 
 def time_range(
-    start: str | None, end: str | None, now: datetime, max_range_s: float
+    start: str | None,
+    end: str | None,
+    now: datetime,
+    max_range_s: float,
+    default_span_s: float = DEFAULT_SPAN_S,
 ) -> tuple[datetime, datetime]:
-    """The ``from`` and ``to`` of a windows lookup: ``to`` defaults to now, ``from`` to
-    :data:`DEFAULT_SPAN_S` (or ``max_range_s`` if shorter) before ``to``."""
+    """The ``from`` and ``to`` of a windows or samples lookup: ``to`` defaults to now,
+    ``from`` to ``default_span_s`` (or ``max_range_s`` if shorter) before ``to``."""
     to = parse_time("to", end) if end is not None else now
     if start is not None:
         since = parse_time("from", start)
     else:
         try:
-            since = to - timedelta(seconds=min(DEFAULT_SPAN_S, max_range_s))
+            since = to - timedelta(seconds=min(default_span_s, max_range_s))
         except OverflowError:
             raise BadRequest(f"to ({iso(to)}) leaves no room for a default from") from None
     if since > to:

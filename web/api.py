@@ -24,6 +24,9 @@ import orjson
 
 from schemas.anomalies import GoldRow, Thresholds, gold_row
 from schemas.api import (
+    MAX_SAMPLES,
+    SAMPLE_FIGURES,
+    SAMPLES_SPAN_S,
     WINDOWS,
     BadRequest,
     LiveWindow,
@@ -36,7 +39,7 @@ from schemas.api import (
     window_name,
 )
 from schemas.windows import WINDOW_SIZES_S
-from sinks.medallion_tables import GOLD, HOSTS
+from sinks.medallion_tables import GOLD, HOSTS, SILVER
 from tables.gold import HostStates
 from web.openapi import openapi_document
 
@@ -165,6 +168,31 @@ class Lookups:
             )
         return answers
 
+    async def samples(
+        self, host: str, since: datetime, to: datetime
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """``host``'s silver samples taken from ``since`` to ``to`` (both included),
+        oldest first, at most :data:`MAX_SAMPLES` (the newest); and whether some were
+        left out."""
+        columns = ", ".join(f'"{name}"' for name in SAMPLE_FIGURES)
+        rows = await self.pool.fetch(
+            f"SELECT sample_time, {columns} FROM {SILVER.name} "
+            "WHERE host_id = $1 AND sample_time >= $2 AND sample_time <= $3 "
+            f"ORDER BY sample_time DESC LIMIT {MAX_SAMPLES + 1}",
+            host,
+            since,
+            to,
+            timeout=QUERY_TIMEOUT_S,
+        )
+        if not rows and not await self._known(host):
+            raise Unknown(host)
+        answers = [
+            {"sample_time": iso(r["sample_time"]), **{name: r[name] for name in SAMPLE_FIGURES}}
+            for r in rows[:MAX_SAMPLES]
+        ]
+        answers.reverse()
+        return answers, len(rows) > MAX_SAMPLES
+
     async def _known(self, host: str) -> bool:
         found = await self.pool.fetchval(
             f"SELECT true FROM {HOSTS.name} WHERE host_id = $1", host, timeout=QUERY_TIMEOUT_S
@@ -284,6 +312,26 @@ def add_api(
             "from": iso(since),
             "to": iso(to),
             "windows": await lookups.windows(host, name, since, to),
+        }
+
+    # Not routed to the owner: silver is in PostgreSQL, which any worker reads as well,
+    # so a hop would only add latency, and the answer would wait out a rebalance.
+    @app.page("/api/hosts/{host}/samples")
+    @answer
+    async def samples(request: Any, host: str) -> dict[str, Any]:
+        if not is_host_id(host, max_id_chars):
+            raise Unknown(host)
+        query = request.query
+        since, to = time_range(
+            query.get("from"), query.get("to"), _now(), max_range_s, SAMPLES_SPAN_S
+        )
+        rows, truncated = await lookups.samples(host, since, to)
+        return {
+            "host_id": host,
+            "from": iso(since),
+            "to": iso(to),
+            "truncated": truncated,
+            "samples": rows,
         }
 
     @app.page("/api/anomalies")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.api import WINDOWS
+from schemas.api import MAX_SAMPLES, SAMPLE_FIGURES, WINDOWS
 
 _TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
 _PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
 _BYTES = {"type": "integer", "minimum": 0}
+_FIGURE = {"percent": _PERCENT, "bytes": _BYTES, "rate": {"type": "number", "minimum": 0}}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -119,6 +120,22 @@ SCHEMAS: dict[str, Any] = {
             "windows": {"type": "array", "items": _ref("Window")},
         }
     ),
+    "Sample": _object(
+        {"sample_time": _TIME, **{name: _FIGURE[kind] for name, kind in SAMPLE_FIGURES.items()}}
+    ),
+    "Samples": _object(
+        {
+            "served_by": _SERVED_BY,
+            "host_id": {"type": "string"},
+            "from": _TIME,
+            "to": _TIME,
+            "truncated": {
+                "type": "boolean",
+                "description": "More samples than a lookup answers: the oldest were left out.",
+            },
+            "samples": {"type": "array", "items": _ref("Sample")},
+        }
+    ),
     "Anomaly": {
         **_WINDOW,
         "properties": {
@@ -172,6 +189,19 @@ PATHS: dict[str, Any] = {
                 _time_query("to", "End (default: now)."),
             ],
             "responses": _answer("The windows.", "Windows", 400, 404),
+        }
+    },
+    "/api/hosts/{host}/samples": {
+        "get": {
+            "summary": "The host's silver samples taken from from to to, oldest first.",
+            "description": f"At most {MAX_SAMPLES:,}, the newest; truncated says when some "
+            "were left out.",
+            "parameters": [
+                _HOST,
+                _time_query("from", "Start, included (default: an hour before to)."),
+                _time_query("to", "End, included (default: now)."),
+            ],
+            "responses": _answer("The samples.", "Samples", 400, 404),
         }
     },
     "/api/anomalies": {
