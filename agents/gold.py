@@ -80,6 +80,8 @@ class AggregateWindows:
                     windows[name].append(GoldWindow(host, start, WINDOW_SIZES_S[name], window))
             close_windows(state, self.grace_s)
             forget_flushed(state, self._acknowledged.get(state.mark.partition, -1))
+            if state.closed_at:
+                batch.closed_hosts[host] = state.mark.partition
             updates.append((host, state.mark.partition, state, batch))
         await self.states.write(updates)
         await self.states.write(self._expired(batch))

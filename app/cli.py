@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 
+from app.alerts_cli import alerts_cli
 from app.warehouse_cli import warehouse_cli
 from collector.publisher import BrokerUnreachable
 from config import (
@@ -36,6 +37,7 @@ cli = typer.Typer(
 stack_cli = typer.Typer(help="The local stack: Kafka, PostgreSQL, GCS and BigQuery emulators.")
 cli.add_typer(stack_cli, name="stack")
 cli.add_typer(warehouse_cli, name="warehouse")
+cli.add_typer(alerts_cli, name="alerts")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -21,9 +21,15 @@ from sinks.medallion_db import MedallionDb
 log = logging.getLogger(__name__)
 
 
+def alerts_topic(settings: WorkerSettings) -> str:
+    """The topic of the alert events (agents/alerts.py), keyed by host."""
+    return f"{settings.topic}.alerts"
+
+
 def topic_names(settings: WorkerSettings) -> list[str]:
-    """The topics a pipeline needs: the metrics topic and its dead-letter topic."""
-    return [settings.topic, f"{settings.topic}.dlq"]
+    """The topics a pipeline needs: the metrics topic, its dead-letter topic and the
+    alerts topic."""
+    return [settings.topic, f"{settings.topic}.dlq", alerts_topic(settings)]
 
 
 async def ensure_topics(settings: WorkerSettings, timeout_s: float = 15.0) -> None:

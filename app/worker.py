@@ -19,11 +19,13 @@ import faust
 import mode.loop
 from aiokafka import AIOKafkaConsumer
 
+from agents.alerts import RaiseAlerts
 from agents.bronze import StoreRawRecords
 from agents.gold import AggregateWindows, FinalizeWindows
 from agents.lake import ArchiveRecords
+from agents.notify import PostAlerts
 from agents.silver import ValidateSamples
-from app.preflight import prepare_worker
+from app.preflight import alerts_topic, prepare_worker
 from app.quiet_logs import quiet_repeats
 from config import WorkerSettings
 from runtime.checkpoint import Checkpoint
@@ -39,6 +41,7 @@ from sinks.gcs import GcsBucket
 from sinks.medallion_db import MedallionDb
 from sinks.medallion_tables import BRONZE, GOLD, HOSTS, REJECTED, SILVER
 from sinks.postgres import waiting_for_postgres
+from sinks.slack import SlackWebhook
 from tables.gold import HostStates
 from web.api import Lookups, add_api
 from web.dashboard import add_dashboard
@@ -152,6 +155,17 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
             stats=stats,
         ),
         aggregate,
+        RaiseAlerts(
+            states=states,
+            topic=app.topic(
+                alerts_topic(settings),
+                key_type=bytes,
+                value_type=bytes,
+                partitions=settings.topic_partitions,
+            ),
+            thresholds=thresholds,
+            quiet_after_s=settings.alerts_quiet_after_s,
+        ),
     ]
     # In the order the checkpoint flushes them, by the name /metrics gives them.
     sinks: dict[str, Sink[Any]] = {
@@ -179,6 +193,7 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
     )
 
     lake = add_lake(app, settings)
+    add_notifier(app, settings)
 
     def figures() -> dict[str, Any]:
         # ``waiting_for``: null, or the outage the worker is waiting out: the service,
@@ -227,17 +242,23 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
     return app
 
 
+def own_group_consumer(settings: WorkerSettings, group: str) -> AIOKafkaConsumer:
+    """A consumer in the group ``<app_id>-<group>`` that commits by hand, for an agent
+    beside the pipeline (made in the running loop)."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{settings.app_id}-{group}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
+        heartbeat_interval_ms=int(min(3.0, settings.broker_session_timeout_s / 3) * 1000),
+    )
+
+
 def lake_agent(settings: WorkerSettings) -> ArchiveRecords:
     """The lake agent: the metrics topic in its own consumer group, into the bucket."""
     return ArchiveRecords(
-        consumer=lambda: AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=f"{settings.app_id}-lake",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(settings.broker_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, settings.broker_session_timeout_s / 3) * 1000),
-        ),
+        consumer=lambda: own_group_consumer(settings, "lake"),
         bucket=GcsBucket(settings.gcs_bucket, settings.gcs_emulator_host or None),
         topic=settings.topic,
         limits=LakeLimits(
@@ -249,6 +270,29 @@ def lake_agent(settings: WorkerSettings) -> ArchiveRecords:
         fetch_max_records=settings.batch_max_records,
         stats=LakeStats(),
     )
+
+
+def add_notifier(app: BatchingApp, settings: WorkerSettings) -> PostAlerts | None:
+    """Run the Slack notifier in ``app`` when a webhook is set: the alerts topic in its
+    own consumer group (``<app_id>-alerts``), beside the pipeline."""
+    url = settings.slack_webhook_url.get_secret_value()
+    if not url:
+        return None
+    webhook = SlackWebhook(url)
+    notifier = PostAlerts(
+        consumer=lambda: own_group_consumer(settings, "alerts"),
+        reader=lambda: AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
+        ),
+        webhook=webhook,
+        topic=alerts_topic(settings),
+        host_interval_s=settings.alerts_host_interval_s,
+        dedupe_window_s=settings.alerts_dedupe_window_s,
+        dashboard_url=settings.alerts_dashboard_url,
+    )
+    app.task(notifier.run)
+    app.on_shutdown_close(webhook.close)
+    return notifier
 
 
 def add_lake(app: BatchingApp, settings: WorkerSettings) -> ArchiveRecords | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from config.alerts import AlertSettings
 from config.common import LOOPBACK
 from config.lake import LakeSettings
 from config.rules import RuleSettings
@@ -15,7 +16,7 @@ from config.services import ServiceSettings
 from config.web import WebSettings
 
 
-class WorkerSettings(WebSettings, LakeSettings, RuleSettings, ServiceSettings):
+class WorkerSettings(WebSettings, LakeSettings, RuleSettings, ServiceSettings, AlertSettings):
     """Settings of ``hoststream worker``."""
 
     replication_factor: int = Field(

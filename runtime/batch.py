@@ -41,6 +41,9 @@ class Batch:
     consumer: BatchingConsumer = field(repr=False)
     samples: list[SilverRow] = field(default_factory=list)
     """Silver rows gold aggregates: valid, and the first copy of each sample."""
+    closed_hosts: dict[str, int] = field(default_factory=dict)
+    """Host -> its partition, for the hosts of the batch whose state holds closed windows
+    (closed by this batch, or by one not committed yet): the alerts stage judges them."""
     _events: dict[int, faust.Event] = field(default_factory=dict, repr=False)
     """Partition -> event of its last record; gold asks once per host and table."""
 

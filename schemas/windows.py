@@ -159,6 +159,11 @@ class HostState:
     """Closed windows -> offset (on ``mark.partition``) of the host's last sample in
     the batch that closed them: once that offset is acknowledged, every sink has
     the window's final row and it leaves the state (:func:`forget_flushed`)."""
+    alerting: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    """Metrics in anomaly -> (start of the 5-minute window where it began, whether a
+    fresh window announced it): :mod:`schemas.alerts`."""
+    alerts_judged_s: int = -1
+    """Start of the newest closed 5-minute window judged for alerts (-1: none)."""
 
 
 def close_windows(state: HostState, grace_s: float) -> list[WindowKey]:
@@ -245,6 +250,8 @@ def encode_state(state: HostState) -> bytes:
                 [name, start, _encode_aggregate(agg), state.closed_at.get((name, start))]
                 for (name, start), agg in state.windows.items()
             ],
+            "alerting": [[metric, *held] for metric, held in state.alerting.items()],
+            "alerts_judged_s": state.alerts_judged_s,
         }
     )
 
@@ -257,6 +264,11 @@ def decode_state(raw: bytes) -> HostState:
         state.windows[(name, start)] = _decode_aggregate(agg)
         if closed_at is not None:
             state.closed_at[(name, start)] = closed_at
+    # A state stored before alerts existed has neither: nothing in anomaly, nothing judged.
+    state.alerting = {
+        metric: (since, announced) for metric, since, announced in data.get("alerting", [])
+    }
+    state.alerts_judged_s = data.get("alerts_judged_s", -1)
     return state
 
 
