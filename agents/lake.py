@@ -106,7 +106,12 @@ class ArchiveRecords(ConsumerRebalanceListener):
 
     def _take(self, tp: TopicPartition, records: list[Any]) -> None:
         part = self._partitions.get(tp)
-        if part is None:  # taken away since the fetch
+        if part is None:
+            # Taken away since the fetch; or assigned and fetched before the listener
+            # set it up (aiokafka can): then read again from the first record, not lost.
+            assert self._consumer is not None
+            if tp in self._consumer.assignment():
+                self._consumer.seek(tp, records[0].offset)
             return
         now = time.monotonic()
         for record in records:
