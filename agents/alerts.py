@@ -19,7 +19,7 @@ from typing import ClassVar
 import faust
 
 from runtime.batch import Batch
-from schemas.alerts import Judged, event_line, judge_closed
+from schemas.alerts import AlertStats, Judged, event_line, judge_closed
 from schemas.anomalies import Thresholds
 from schemas.windows import HostState
 from tables.gold import HostStates
@@ -43,6 +43,7 @@ class RaiseAlerts:
     quiet_after_s: float
     """A window that ended longer ago than this (wall clock) is judged, but its events
     are marked stale: never posted."""
+    stats: AlertStats
 
     async def start(self) -> None:
         pass
@@ -66,6 +67,7 @@ class RaiseAlerts:
                 for event in events
             ]
         )
+        self.stats.count_raised(events)
         for n, event in enumerate(events):
             if n == LOGGED_EVENTS_PER_BATCH:
                 log.info("%d more alert events in this batch", len(events) - n)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from schemas.alerts import AlertEvent, slack_message
+from schemas.alerts import AlertEvent, AlertStats, slack_message
 from sinks.slack import SlackWebhook
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class PostAlerts(ConsumerRebalanceListener):
     host_interval_s: float
     dedupe_window_s: float
     dashboard_url: str
+    stats: AlertStats
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     """Events produced since are new to a group that has committed nothing."""
     _seen: dict[str, float] = field(default_factory=dict, init=False)
@@ -78,6 +79,7 @@ class PostAlerts(ConsumerRebalanceListener):
     """The events of the message being posted."""
     _posted_at: dict[str, float] = field(default_factory=dict, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _committing: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _consumer: AIOKafkaConsumer | None = field(default=None, init=False)
 
     async def run(self) -> None:
@@ -162,12 +164,28 @@ class PostAlerts(ConsumerRebalanceListener):
                     slack_message(host, [event for *_, event in waiting], self.dashboard_url)
                 )
                 self._posting = []
+                self.stats.messages_posted += 1
+                self.stats.events_posted += len(waiting)
                 self._posted_at[host] = time.monotonic()
                 log.info("posted %d alert changes of %s to Slack", len(waiting), host)
                 for _, entry, _ in waiting:
                     entry.done = True
+                # At once, not with the next fetch: a worker killed in between posts
+                # these again when it restarts.
+                await self._commit_done()
+
+    @property
+    def waiting(self) -> int:
+        """Events read and not yet taken by the webhook."""
+        return len(self._posting) + sum(len(w) for w in self._pending.values())
 
     async def _commit_done(self) -> None:
+        # One at a time (the reading loop and the poster both commit): offsets taken
+        # off in order are committed in order, never an older one last.
+        async with self._committing:
+            await self._commit_done_now()
+
+    async def _commit_done_now(self) -> None:
         assert self._consumer is not None
         commits = {}
         for tp, entries in self._offsets.items():
@@ -258,15 +276,19 @@ class PostAlerts(ConsumerRebalanceListener):
                 for tp, records in (await reader.getmany(timeout_ms=POLL_TIMEOUT_MS)).items():
                     for record in records:
                         if record.offset < todo.get(tp, -1):
-                            self._remember_one(record)
-                            remembered += 1
+                            remembered += self._remember_one(record)
                 for tp in [tp for tp, end in todo.items() if await reader.position(tp) >= end]:
                     del todo[tp]
         finally:
             await reader.stop()
         return remembered
 
-    def _remember_one(self, record: Any) -> None:
-        # One that does not decode was logged when the notifier read it the first time.
-        with contextlib.suppress(ValueError):
-            self._seen[AlertEvent.decode(record.value or b"").event_id] = record.timestamp / 1000
+    def _remember_one(self, record: Any) -> bool:
+        """Remember ``record``'s event id; False for one that does not decode (logged when
+        the notifier read it the first time)."""
+        try:
+            event = AlertEvent.decode(record.value or b"")
+        except ValueError:
+            return False
+        self._seen[event.event_id] = record.timestamp / 1000
+        return True

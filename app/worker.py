@@ -32,6 +32,7 @@ from runtime.checkpoint import Checkpoint
 from runtime.consumer import BatchingApp, Records
 from runtime.pipeline import Pipeline, Stage
 from runtime.tables import changelog_partitions_known
+from schemas.alerts import AlertStats
 from schemas.anomalies import GoldRow, GoldWindow, gold_row
 from schemas.lake import LakeLimits, LakeStats
 from schemas.stats import PipelineStats
@@ -47,7 +48,7 @@ from web.api import Lookups, add_api
 from web.dashboard import add_dashboard
 from web.health import add_probe_pages, not_ready_because
 from web.ingest import add_ingest_page
-from web.metrics import WorkerFigures, WorkerMetrics, add_metrics_page
+from web.metrics import Notifier, WorkerFigures, WorkerMetrics, add_metrics_page
 from web.middleware import require_token
 from web.stats import add_stats_page
 
@@ -117,6 +118,7 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
     )
     states = HostStates.add_to(app, settings.topic_partitions, store_options(settings))
     stats = PipelineStats()
+    alert_stats = AlertStats()
     bronze, silver, rejected = db.sink(BRONZE), db.sink(SILVER), db.sink(REJECTED)
     # A host's newest sample, written once per checkpoint however many it sent.
     hosts = CoalescingSink(
@@ -165,6 +167,7 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
             ),
             thresholds=thresholds,
             quiet_after_s=settings.alerts_quiet_after_s,
+            stats=alert_stats,
         ),
     ]
     # In the order the checkpoint flushes them, by the name /metrics gives them.
@@ -193,7 +196,7 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
     )
 
     lake = add_lake(app, settings)
-    add_notifier(app, settings)
+    notifier = add_notifier(app, settings, alert_stats)
 
     def figures() -> dict[str, Any]:
         # ``waiting_for``: null, or the outage the worker is waiting out: the service,
@@ -217,6 +220,12 @@ def build_worker(settings: WorkerSettings, db: MedallionDb) -> BatchingApp:
             lake=lake and lake.stats,
             lake_pending_bytes=lake and (lambda: lake.pending_bytes),
             committed_at=lambda: checkpoint.committed_at,
+            alerts=alert_stats,
+            notifier=notifier
+            and Notifier(
+                waiting=lambda: notifier.waiting,
+                failing_since=lambda: notifier.webhook.failing_since,
+            ),
         )
     )
     add_metrics_page(app, prometheus)
@@ -272,7 +281,9 @@ def lake_agent(settings: WorkerSettings) -> ArchiveRecords:
     )
 
 
-def add_notifier(app: BatchingApp, settings: WorkerSettings) -> PostAlerts | None:
+def add_notifier(
+    app: BatchingApp, settings: WorkerSettings, stats: AlertStats
+) -> PostAlerts | None:
     """Run the Slack notifier in ``app`` when a webhook is set: the alerts topic in its
     own consumer group (``<app_id>-alerts``), beside the pipeline."""
     url = settings.slack_webhook_url.get_secret_value()
@@ -289,6 +300,7 @@ def add_notifier(app: BatchingApp, settings: WorkerSettings) -> PostAlerts | Non
         host_interval_s=settings.alerts_host_interval_s,
         dedupe_window_s=settings.alerts_dedupe_window_s,
         dashboard_url=settings.alerts_dashboard_url,
+        stats=stats,
     )
     app.task(notifier.run)
     app.on_shutdown_close(webhook.close)

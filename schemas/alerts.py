@@ -12,7 +12,7 @@ open when the worker catches up is announced by the first fresh window that show
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -41,6 +41,23 @@ _MEASURES = {
 
 Alerting = dict[str, tuple[int, bool]]
 """Metric in anomaly -> (start of the window where it began, epoch s; announced)."""
+
+
+@dataclass
+class AlertStats:
+    """The alerts' figures since the worker started, served at ``/metrics``."""
+
+    raised: dict[tuple[Kind, bool], int] = field(default_factory=dict)
+    """(kind, stale) -> events the alerts stage put on the topic."""
+    messages_posted: int = 0
+    """Slack messages the webhook took."""
+    events_posted: int = 0
+    """Events in those messages."""
+
+    def count_raised(self, events: list[AlertEvent]) -> None:
+        for event in events:
+            key = (event.kind, event.stale)
+            self.raised[key] = self.raised.get(key, 0) + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -44,6 +45,9 @@ class SlackWebhook:
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
         self._session: aiohttp.ClientSession | None = None
+        self.failing_since: float | None = None
+        """``time.monotonic()`` of the first failed attempt since a message was last taken;
+        None while the webhook takes them."""
 
     async def post(self, message: dict[str, Any], attempts: int | None = None) -> None:
         """Post ``message`` (Slack's webhook JSON: ``text``, ``blocks``); retry until it
@@ -59,7 +63,10 @@ class SlackWebhook:
             attempt += 1
             failure, retry_after, malformed = await self._try(message)
             if failure is None:
+                self.failing_since = None
                 return
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
             if attempts is not None and attempt >= attempts:
                 raise WebhookFailed(failure)
             if malformed and set(message) != {"text"}:

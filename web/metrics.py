@@ -20,6 +20,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from schemas.alerts import AlertStats
 from schemas.lake import LakeStats
 from schemas.stats import REJECTION_CLASSES, PipelineStats
 from sinks.base import Sink
@@ -46,6 +47,19 @@ class WorkerFigures:
     """NDJSON bytes the lake read and has not yet written; None when the lake is off."""
     committed_at: Callable[[], float | None]
     """``time.monotonic()`` of the checkpoint's last acknowledgement; None before."""
+    alerts: AlertStats
+    notifier: Notifier | None
+    """The Slack notifier's state; None when no webhook is set."""
+
+
+@dataclass(kw_only=True)
+class Notifier:
+    """What ``/metrics`` reads of the Slack notifier."""
+
+    waiting: Callable[[], int]
+    """Events read and not yet taken by the webhook."""
+    failing_since: Callable[[], float | None]
+    """``time.monotonic()`` since when the webhook refuses; None while it takes them."""
 
 
 class WorkerMetrics:
@@ -163,6 +177,7 @@ class _FiguresCollector:
                 "Seconds since the checkpoint last acknowledged batches (then Faust commits).",
                 value=time.monotonic() - committed,
             )
+        yield from alert_metrics(f.alerts, f.notifier)
         if f.lake is not None:
             yield CounterMetricFamily(
                 "hoststream_lake_objects", "Lake objects written and committed.", f.lake.objects
@@ -181,6 +196,40 @@ class _FiguresCollector:
                 "NDJSON bytes the lake read and has not yet written to GCS.",
                 value=f.lake_pending_bytes(),
             )
+
+
+def alert_metrics(stats: AlertStats, notifier: Notifier | None) -> Iterator[Metric]:
+    """The alerts stage's events and, when a webhook is set, the notifier's progress."""
+    raised = CounterMetricFamily(
+        "hoststream_alert_events",
+        "Alert events put on <topic>.alerts, by kind; stale ones (old data) are never posted.",
+        labels=["kind", "stale"],
+    )
+    for kind in ("firing", "resolved"):
+        for stale in (False, True):
+            raised.add_metric([kind, str(stale).lower()], stats.raised.get((kind, stale), 0))
+    yield raised
+    if notifier is None:
+        return
+    yield CounterMetricFamily(
+        "hoststream_alert_messages_posted",
+        "Slack messages the webhook took.",
+        stats.messages_posted,
+    )
+    yield CounterMetricFamily(
+        "hoststream_alert_events_posted", "Alert events in those messages.", stats.events_posted
+    )
+    yield GaugeMetricFamily(
+        "hoststream_alert_events_waiting",
+        "Alert events read from the topic and not yet taken by the webhook.",
+        value=notifier.waiting(),
+    )
+    failing = notifier.failing_since()
+    yield GaugeMetricFamily(
+        "hoststream_alert_webhook_failing_seconds",
+        "Seconds the Slack webhook has refused or not answered (0 while it takes messages).",
+        value=0.0 if failing is None else time.monotonic() - failing,
+    )
 
 
 def partition_lags(app: faust.App, topic: str, done: Mapping[int, int]) -> dict[int, int]:

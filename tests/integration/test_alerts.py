@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -268,6 +269,12 @@ async def test_a_webhook_down_for_30_s_delays_the_messages_and_loses_none(
         await database.close()
     await eventually(lambda: committed_up_to_end(settings), what="commits during the outage")
     assert webhook.messages == []
+    # /metrics says what waits and for how long.
+    figures = await alert_figures(settings)
+    assert figures["hoststream_alert_events_waiting"] >= 1, figures
+    assert figures["hoststream_alert_webhook_failing_seconds"] > 0, figures
+    assert figures["hoststream_alert_messages_posted_total"] == 0, figures
+    assert figures['hoststream_alert_events_total{kind="firing",stale="false"}'] == 1, figures
     # Then the webhook goes away altogether: connections refused.
     await asyncio.sleep(max(0.0, 12 - (time.monotonic() - down_at)))
     await webhook.stop()
@@ -281,10 +288,26 @@ async def test_a_webhook_down_for_30_s_delays_the_messages_and_loses_none(
     lines = webhook.lines()
     assert [line.split(":")[0] for line in lines] == ["FIRING cpu", "RESOLVED cpu"], lines
     assert webhook.refused >= 3
+    figures = await alert_figures(settings)
+    assert figures["hoststream_alert_events_waiting"] == 0, figures
+    assert figures["hoststream_alert_webhook_failing_seconds"] == 0, figures
+    assert figures["hoststream_alert_events_posted_total"] == 2, figures
     log = processes.log("worker")
     assert "HTTP 503" in log
     assert "Cannot connect to host 127.0.0.1" in log
     assert "secret" not in log  # the webhook URL's path: never logged
+
+
+async def alert_figures(settings: AllSettings) -> dict[str, float]:
+    """The worker's ``hoststream_alert*`` figures from ``/metrics``, by sample name."""
+    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    return {
+        name: float(value)
+        for name, value in (line.rsplit(" ", 1) for line in text.splitlines())
+        if name.startswith("hoststream_alert")
+    }
 
 
 async def test_a_message_slack_refuses_as_malformed_goes_as_text_and_holds_up_nothing(
