@@ -4,8 +4,9 @@ messages about them go (agents/alerts.py raises them, agents/notify.py posts the
 from __future__ import annotations
 
 from typing import ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from config.common import CommonSettings
 
@@ -44,6 +45,25 @@ class AlertSettings(CommonSettings):
         description="Dashboard address for a link in each Slack message "
         "(<url>/#host=<host id>). Empty: no link.",
     )
+
+    @field_validator("slack_webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: SecretStr) -> SecretStr:
+        # Refused at start, not retried for ever by the notifier; the URL is a secret, so
+        # the message does not repeat it.
+        url = value.get_secret_value()
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("expected an http(s) URL (https://hooks.slack.com/services/...)")
+        return value
+
+    @field_validator("alerts_dashboard_url")
+    @classmethod
+    def _check_dashboard_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
 
 
 class WebhookSettings(AlertSettings):

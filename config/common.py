@@ -35,7 +35,11 @@ class LocalStack:
 class CommonSettings(BaseSettings):
     """The settings every role reads; each field is also ``HOSTSTREAM_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="HOSTSTREAM_", frozen=True, extra="forbid")
+    # hide_input_in_errors: a refused value may be a secret (a DSN's password, the
+    # webhook URL), and a ValidationError's text would repeat it.
+    model_config = SettingsConfigDict(
+        env_prefix="HOSTSTREAM_", frozen=True, extra="forbid", hide_input_in_errors=True
+    )
     unused_endpoints: ClassVar[frozenset[str]] = frozenset()
     """Endpoints a role never connects to, so never requires."""
 

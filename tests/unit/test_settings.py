@@ -65,6 +65,9 @@ def test_a_collector_needs_kafka_but_no_database(monkeypatch):
         (CollectorSettings, "INTERVAL_S", "0", "greater than or equal to 0.05"),
         (CollectorSettings, "INTERVAL_S", "often", "valid number"),
         (WorkerSettings, "TOPIC_PARTITIONS", "0", "greater than or equal to 1"),
+        (WorkerSettings, "SLACK_WEBHOOK_URL", "hooks.slack.com/services/x", "an http.s. URL"),
+        (WorkerSettings, "SLACK_WEBHOOK_URL", "https:///services/x", "an http.s. URL"),
+        (WorkerSettings, "ALERTS_DASHBOARD_URL", "javascript:alert(1)", "an http.s. URL"),
     ],
 )
 def test_bad_values_are_refused_with_a_reason(monkeypatch, role, name, value, message):
@@ -76,6 +79,13 @@ def test_bad_values_are_refused_with_a_reason(monkeypatch, role, name, value, me
 def test_the_password_is_not_shown(monkeypatch):
     monkeypatch.setenv("HOSTSTREAM_POSTGRES_DSN", "postgresql://u:hunter2@db/x")
     assert "hunter2" not in repr(WorkerSettings())
+
+
+def test_a_bad_webhook_url_is_refused_without_showing_it(monkeypatch):
+    monkeypatch.setenv("HOSTSTREAM_SLACK_WEBHOOK_URL", "hooks.example/T0/B0/s3cret")
+    with pytest.raises(ValidationError) as refused:
+        WorkerSettings()
+    assert "s3cret" not in str(refused.value)
 
 
 def test_a_misspelt_variable_is_an_error_not_a_silent_default(monkeypatch):
