@@ -277,6 +277,8 @@ async def test_the_dashboard_shows_the_hosts_and_charts_that_match_the_api(
     )
     assert pipeline["consumer lag"].endswith("records"), pipeline
     assert pipeline["rejected"].startswith("0 "), pipeline
+    assert pipeline["alert events"].isdigit(), pipeline
+    assert "alerts to Slack" not in pipeline, pipeline  # no webhook set
 
     screenshot = tmp_path / "dashboard.png"
     await page.screenshot(path=screenshot, full_page=True)

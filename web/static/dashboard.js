@@ -268,6 +268,12 @@
       late: total(families, "hoststream_late_samples_total"),
       commitAgeS: commit ? commit[0].value : null,
       lakeObjects: families.hoststream_lake_objects_total ? total(families, "hoststream_lake_objects_total") : null,
+      alertEvents: total(families, "hoststream_alert_events_total", "stale", "false"),
+      // Present only with a Slack webhook set.
+      alertsWaiting: families.hoststream_alert_events_waiting ? total(families, "hoststream_alert_events_waiting") : null,
+      webhookFailingS: families.hoststream_alert_webhook_failing_seconds
+        ? total(families, "hoststream_alert_webhook_failing_seconds")
+        : null,
     };
   }
 
@@ -399,6 +405,11 @@
       ["last commit", m.commitAgeS === null ? "none yet" : `${m.commitAgeS.toFixed(1)} s ago`],
     ];
     if (m.lakeObjects !== null) rows.push(["lake objects", String(m.lakeObjects)]);
+    rows.push(["alert events", String(m.alertEvents)]);
+    if (m.alertsWaiting !== null) {
+      const failing = m.webhookFailingS > 0 ? `, webhook failing ${m.webhookFailingS.toFixed(0)} s` : "";
+      rows.push(["alerts to Slack", `${m.alertsWaiting} waiting${failing}`]);
+    }
     const body = document.querySelector("#pipeline tbody");
     body.textContent = "";
     for (const [label, value] of rows) {
