@@ -183,26 +183,23 @@ class PostAlerts(ConsumerRebalanceListener):
         # One at a time (the reading loop and the poster both commit): offsets taken
         # off in order are committed in order, never an older one last.
         async with self._committing:
-            await self._commit_done_now()
-
-    async def _commit_done_now(self) -> None:
-        assert self._consumer is not None
-        commits = {}
-        for tp, entries in self._offsets.items():
-            last = None
-            while entries and entries[0].done:
-                last = entries.popleft().offset
-            if last is not None:
-                commits[tp] = last + 1
-        if not commits:
-            return
-        try:
-            await self._consumer.commit(commits)
-        except (CommitFailedError, IllegalStateError):
-            log.info("alerts: partitions moved before offsets %s were committed", commits)
-        except KafkaError as exc:
-            # Retried with the next commit: the offsets only move forward.
-            log.warning("alerts: committing %s failed: %r", commits, exc)
+            assert self._consumer is not None
+            commits = {}
+            for tp, entries in self._offsets.items():
+                last = None
+                while entries and entries[0].done:
+                    last = entries.popleft().offset
+                if last is not None:
+                    commits[tp] = last + 1
+            if not commits:
+                return
+            try:
+                await self._consumer.commit(commits)
+            except (CommitFailedError, IllegalStateError):
+                log.info("alerts: partitions moved before offsets %s were committed", commits)
+            except KafkaError as exc:
+                # Retried with the next commit: the offsets only move forward.
+                log.warning("alerts: committing %s failed: %r", commits, exc)
 
     def _forget_old(self) -> None:
         horizon = time.time() - self.dedupe_window_s
